@@ -1,0 +1,193 @@
+"""``instmix build``: sources -> token caches -> plan -> interleave -> shards + manifest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cache import CacheUnit, build_unit, clean_stale, unit_key
+from .config import BuildConfig, SourceConfig
+from .kinds import get_kind
+from .manifest import FORMAT_VERSION, dump_manifest
+from .plan import SourcePlan, draw_documents, plan_targets
+from .progress import Progress
+from .readers import resolve_paths
+from .schedule import interleave
+from .tokenizer import Encoder, TokenizerInfo, load_tokenizer_info
+from .writer import ShardWriter, check_replaceable, publish, stage_dir
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class SourcePool:
+    """A source's tokenized documents: cache units viewed as one sequence."""
+
+    config: SourceConfig
+    units: list[CacheUnit]
+    files: int
+    lengths: np.ndarray = field(init=False)
+    loss_lengths: np.ndarray = field(init=False)
+    unit_starts: np.ndarray = field(init=False)
+    skipped: dict = field(init=False)
+
+    def __post_init__(self):
+        self.lengths = np.concatenate([u.lengths for u in self.units]).astype(np.int64)
+        self.unit_starts = np.cumsum([0] + [u.meta.documents for u in self.units])
+        skipped: dict = {}
+        for u in self.units:
+            for k, v in u.meta.skipped.items():
+                skipped[k] = skipped.get(k, 0) + v
+        self.skipped = dict(sorted(skipped.items()))
+        if any(u.mask is not None for u in self.units):
+            self.loss_lengths = np.concatenate([_loss_lengths(u) for u in self.units])
+        else:
+            self.loss_lengths = self.lengths
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def documents(self) -> int:
+        return len(self.lengths)
+
+    def locate(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global document indices -> (unit number, index inside the unit)."""
+        unit = np.searchsorted(self.unit_starts, index, side="right") - 1
+        return unit, index - self.unit_starts[unit]
+
+
+def _loss_lengths(unit: CacheUnit) -> np.ndarray:
+    if unit.mask is None:
+        return unit.lengths.astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(unit.mask, dtype=np.int64)])
+    return np.diff(csum[unit.offsets])
+
+
+def source_units(src: SourceConfig, where: str, index: int) -> list[tuple[list[str], str]]:
+    """Cache units of a source: ``(paths, label)`` per input file, or one for the source."""
+    paths = resolve_paths(src.paths, where=where, key=f"sources[{index}].paths")
+    parents = [os.path.dirname(os.path.abspath(p)) for p in paths]
+    common = os.path.commonpath(parents) if len(paths) > 1 else parents[0]
+    labels = [os.path.relpath(os.path.abspath(p), common) for p in paths]
+    if get_kind(src.kind).per_file:
+        return [([p], label) for p, label in zip(paths, labels)]
+    return [(paths, src.name)]
+
+
+def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
+                     encoder_factory: Callable[[], Encoder] | None = None) -> list[SourcePool]:
+    """Make sure every input has a token cache; return the sources' pools."""
+    root = cfg.resolved_cache_dir
+    clean_stale(root)
+    encoder: Encoder | None = None
+    pools = []
+    for i, src in enumerate(cfg.sources):
+        units = []
+        plan = source_units(src, cfg.where, i)
+        keyed = [(unit_key(src, paths, label, info), paths, label) for paths, label in plan]
+        todo = sum(not os.path.isdir(os.path.join(root, k)) for k, _, _ in keyed)
+        bar = progress.bar(f"tokenize {src.name}", unit="B", total=None) if todo else None
+        for key, paths, label in keyed:
+            if encoder is None and not os.path.isdir(os.path.join(root, key)):
+                encoder = (encoder_factory or (lambda: Encoder(
+                    info, cfg.tokenizer.backend, cfg.tokenizer.check_rate)))()
+            units.append(build_unit(root, key, src, paths, label, info, encoder,
+                                    skip_bad=cfg.skip_bad_records, batch_bytes=cfg.batch_bytes,
+                                    progress=bar.update if bar else None))
+        if bar:
+            bar.close()
+        pools.append(SourcePool(src, units, sum(len(p) for p, _ in plan)))
+    return pools
+
+
+def plan_mixture(cfg: BuildConfig, pools: list[SourcePool]
+                 ) -> tuple[list[SourcePlan], list[np.ndarray], np.ndarray, np.ndarray]:
+    """Targets, per-source draws and the interleaved order ``(source, draw position)``."""
+    by_loss = cfg.ratio_by == "loss_tokens"
+    counted = [p.loss_lengths if by_loss else p.lengths for p in pools]
+    plans = plan_targets([p.config.name for p in pools], [p.config.ratio for p in pools],
+                         [p.config.max_repetition for p in pools],
+                         [int(c.sum()) for c in counted], cfg.total_tokens)
+    draws = [draw_documents(cfg.seed, plan, c) for plan, c in zip(plans, counted)]
+    src, pos = interleave([p.weight for p in plans], [c[d] for c, d in zip(counted, draws)])
+    return plans, draws, src, pos
+
+
+def write_shards(stage: str, cfg: BuildConfig, info: TokenizerInfo, pools: list[SourcePool],
+                 draws: list[np.ndarray], src: np.ndarray, pos: np.ndarray,
+                 progress: Progress) -> list:
+    with_mask = any(u.mask is not None for p in pools for u in p.units)
+    writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask)
+    located = [p.locate(d) for p, d in zip(pools, draws)]
+    names = [p.config.name for p in pools]
+    total = int(sum(int(p.lengths[d].sum()) for p, d in zip(pools, draws)))
+    bar = progress.bar("write shards", unit="tok", total=total)
+    done = 0
+    for s, j in zip(src.tolist(), pos.tolist()):
+        unit_no, local = located[s]
+        unit = pools[s].units[unit_no[j]]
+        i = int(local[j])
+        a, b = int(unit.offsets[i]), int(unit.offsets[i + 1])
+        mask = unit.mask[a:b] if unit.mask is not None else None
+        writer.add(unit.tokens[a:b], mask, unit.doc_id(i), names[s])
+        done += b - a
+        if done >= 1 << 20:
+            bar.update(done)
+            done = 0
+    bar.update(done)
+    bar.close()
+    return writer.close()
+
+
+def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list[np.ndarray],
+                   total: int) -> list[dict]:
+    rows = []
+    for pool, plan, draw in zip(pools, plans, draws):
+        tokens = int(pool.lengths[draw].sum())
+        rows.append({
+            "name": pool.config.name, "kind": pool.config.kind,
+            "target_ratio": float(plan.weight), "tokens": tokens, "documents": len(draw),
+            "available_tokens": pool.tokens, "available_documents": pool.documents,
+            "repetitions": tokens / pool.tokens if pool.tokens else 0.0,
+            "achieved_ratio": tokens / total if total else 0.0,
+            "target_tokens": plan.target, "max_repetition": pool.config.max_repetition,
+            "loss": pool.config.loss, "files": pool.files, "skipped": pool.skipped,
+        })
+    return rows
+
+
+def build(cfg: BuildConfig, *, progress: Progress | None = None) -> dict:
+    """Run the whole build; returns the manifest written to ``cfg.output``."""
+    progress = progress or Progress(enabled=False)
+    check_replaceable(cfg.output)
+    info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
+    pools = tokenize_sources(cfg, info, progress)
+    plans, draws, src, pos = plan_mixture(cfg, pools)
+    stage = stage_dir(cfg.output)
+    try:
+        shards = write_shards(stage, cfg, info, pools, draws, src, pos, progress)
+        shutil.copyfile(info.path, os.path.join(stage, TOKENIZER_FILE))
+        total = sum(s.tokens for s in shards)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "tokenizer": info.manifest_dict(TOKENIZER_FILE),
+            "dtype": info.dtype,
+            "seed": cfg.seed,
+            "total_tokens": total,
+            "documents": sum(s.documents for s in shards),
+            "requested_tokens": cfg.total_tokens,
+            "ratio_by": cfg.ratio_by,
+            "sources": source_summary(pools, plans, draws, total),
+            "shards": [s.manifest_dict() for s in shards],
+        }
+        publish(stage, cfg.output, dump_manifest(manifest))
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return manifest

@@ -1,0 +1,303 @@
+"""Per-input token caches.
+
+Each cache unit (one input file, or a whole source for kinds that read files together) is
+tokenized once into a folder keyed by a fingerprint of its content, the tokenizer and the
+formatting options. A changed input re-tokenizes only its own unit; every mixture built
+from the same inputs reuses the caches.
+
+A unit folder holds:
+- ``tokens.bin``: flat token ids (the build's dtype), every document as [BOS] ids EOS;
+- ``offsets.npy``: int64, ``n+1`` document boundaries into ``tokens.bin``;
+- ``ids.bin`` + ``ids_off.npy``: UTF-8 document ids, concatenated, with int64 boundaries;
+- ``mask.bin`` (only for ``loss != all``): one bool per token, True = train on it;
+- ``meta.json``: counts, skipped records by reason, the tokenizer backend used.
+
+Folders are written under a temporary name and renamed when complete, so an interrupted
+run leaves nothing that is ever read as a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from queue import Queue
+
+import numpy as np
+
+from .config import SourceConfig
+from .errors import InstmixError
+from .kinds import Document, get_kind
+from .tokenizer import Encoder, TokenizerInfo
+
+CACHE_VERSION = 1
+_TMP_PREFIX = ".tmp-"
+
+
+def hash_input(path: str) -> str:
+    """sha256 over a file, or over the sorted files of a folder (with their names)."""
+    h = hashlib.sha256()
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
+    for file in files:
+        if file != path:
+            h.update(os.path.relpath(file, path).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def format_key(src: SourceConfig) -> dict:
+    """The source options that change how records become tokens (not ratios or caps)."""
+    return {"kind": src.kind, "text_field": src.text_field, "question_field": src.question_field,
+            "response_field": src.response_field, "id_field": src.id_field,
+            "txt_unit": src.txt_unit, "loss": src.loss, "options": dict(src.options)}
+
+
+def unit_key(src: SourceConfig, paths: Sequence[str], label: str, tok: TokenizerInfo,
+             file_hash: Callable[[str], str] = hash_input) -> str:
+    blob = json.dumps({"version": CACHE_VERSION, "tokenizer": tok.cache_key(),
+                       "format": format_key(src), "label": label,
+                       "inputs": [file_hash(p) for p in paths]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class UnitMeta:
+    documents: int
+    tokens: int
+    skipped: dict
+    backend: str
+    has_mask: bool
+    loss_tokens: int
+
+
+class CacheUnit:
+    """A finished cache folder, opened read-only (memory-mapped)."""
+
+    def __init__(self, folder: str, dtype: str):
+        self.folder = folder
+        self.dtype = np.dtype(dtype)
+        with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
+            self.meta = UnitMeta(**json.load(f))
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        return np.load(os.path.join(self.folder, "offsets.npy"), mmap_mode="r")
+
+    @cached_property
+    def tokens(self) -> np.ndarray:
+        if self.meta.tokens == 0:
+            return np.zeros(0, dtype=self.dtype)
+        return np.memmap(os.path.join(self.folder, "tokens.bin"), dtype=self.dtype, mode="r")
+
+    @cached_property
+    def mask(self) -> np.ndarray | None:
+        if not self.meta.has_mask or self.meta.tokens == 0:
+            return None
+        return np.memmap(os.path.join(self.folder, "mask.bin"), dtype=np.bool_, mode="r")
+
+    @cached_property
+    def _ids(self) -> tuple[bytes, np.ndarray]:
+        with open(os.path.join(self.folder, "ids.bin"), "rb") as f:
+            blob = f.read()
+        return blob, np.load(os.path.join(self.folder, "ids_off.npy"))
+
+    def doc_id(self, i: int) -> str:
+        blob, off = self._ids
+        return blob[off[i]:off[i + 1]].decode("utf-8")
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _batches(docs: Iterator[Document], batch_bytes: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    size = 0
+    for doc in docs:
+        batch.append(doc)
+        size += len(doc.text)
+        if size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run ``it`` in a thread so reading and parsing overlap tokenization."""
+    q: Queue = Queue(maxsize=depth)
+    done = object()
+
+    def work():
+        try:
+            for item in it:
+                q.put(item)
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+        q.put(done)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class UnitWriter:
+    """Tokenize documents into a temporary folder, then publish it atomically."""
+
+    def __init__(self, root: str, key: str, info: TokenizerInfo, with_mask: bool):
+        os.makedirs(root, exist_ok=True)
+        self.final = os.path.join(root, key)
+        self.tmp = tempfile.mkdtemp(prefix=key + _TMP_PREFIX, dir=root)
+        with open(os.path.join(self.tmp, "pid"), "w") as f:
+            f.write(str(os.getpid()))
+        self.info = info
+        self.dtype = np.dtype(info.dtype)
+        self.with_mask = with_mask
+        self._tok = open(os.path.join(self.tmp, "tokens.bin"), "wb")
+        self._mask = open(os.path.join(self.tmp, "mask.bin"), "wb") if with_mask else None
+        self._offsets = [np.zeros(1, dtype=np.int64)]
+        self._ids = open(os.path.join(self.tmp, "ids.bin"), "wb")
+        self._id_lens: list[np.ndarray] = []
+        self.tokens = 0
+        self.documents = 0
+        self.loss_tokens = 0
+
+    def add(self, ids: np.ndarray, lengths: np.ndarray, doc_ids: list[str],
+            masks: np.ndarray | None = None) -> None:
+        """Append a batch: ``ids`` holds the documents' tokens without BOS/EOS."""
+        info = self.info
+        n = len(lengths)
+        extra = 1 + int(info.add_bos)
+        full = lengths + extra
+        out = np.empty(int(full.sum()), dtype=self.dtype)
+        ends = np.cumsum(full)
+        starts = ends - full
+        if ids.size and int(ids.max()) >= info.vocab_size:
+            raise InstmixError(f"tokenizer produced id {int(ids.max())} >= vocab size "
+                               f"{info.vocab_size}")
+        # Scatter each document's ids after its BOS slot: positions are start + bos + j.
+        body = np.repeat(starts + int(info.add_bos), lengths) + _ranges(lengths)
+        out[body] = ids
+        if info.add_bos:
+            out[starts] = info.bos_token_id
+        out[ends - 1] = info.eos_token_id
+        out.tofile(self._tok)
+        if self._mask is not None:
+            m = np.ones(out.size, dtype=np.bool_) if masks is None else masks
+            m.tofile(self._mask)
+            self.loss_tokens += int(m.sum())
+        else:
+            self.loss_tokens += out.size
+        self._offsets.append(self.tokens + ends)
+        encoded = [d.encode("utf-8") for d in doc_ids]
+        self._ids.write(b"".join(encoded))
+        self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=n))
+        self.tokens += out.size
+        self.documents += n
+
+    def publish(self, skipped: dict, backend: str) -> str:
+        for f in (self._tok, self._ids, self._mask):
+            if f is not None:
+                f.close()
+        np.save(os.path.join(self.tmp, "offsets.npy"), np.concatenate(self._offsets))
+        id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
+        np.save(os.path.join(self.tmp, "ids_off.npy"),
+                np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
+        meta = UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())), backend,
+                        self.with_mask, self.loss_tokens)
+        with open(os.path.join(self.tmp, "meta.json"), "w", encoding="utf-8") as f:
+            json.dump(asdict(meta), f, indent=1)
+        os.remove(os.path.join(self.tmp, "pid"))
+        try:
+            os.rename(self.tmp, self.final)
+        except OSError:  # another process published the same key first
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.final
+
+    def abort(self) -> None:
+        for f in (self._tok, self._ids, self._mask):
+            if f is not None and not f.closed:
+                f.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(n)`` for every n in ``lengths``."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+
+
+def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], label: str,
+               info: TokenizerInfo, encoder: Encoder, *, skip_bad: bool, batch_bytes: int,
+               progress: Callable[[int], None] | None = None) -> CacheUnit:
+    """Tokenize ``paths`` of ``src`` into the cache (unless present) and open it."""
+    folder = os.path.join(root, key)
+    if os.path.isdir(folder):
+        return CacheUnit(folder, info.dtype)
+    kind = get_kind(src.kind)
+    with_mask = src.loss != "all"
+    writer = UnitWriter(root, key, info, with_mask)
+    skipped: dict = {}
+    try:
+        docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
+        for batch in _prefetch(_batches(docs, batch_bytes)):
+            texts = [d.text for d in batch]
+            ids, lengths = encoder.encode(texts)
+            masks = None
+            if with_mask:
+                from .masks import batch_masks
+
+                ids, lengths, masks = batch_masks(batch, encoder, info, src.loss)
+            writer.add(ids, lengths, [d.id for d in batch], masks)
+            if progress:
+                progress(sum(len(t) for t in texts))
+        if writer.documents == 0:
+            raise InstmixError(f"{', '.join(paths)}: no documents (skipped: "
+                               f"{skipped or 'none'})")
+        return CacheUnit(writer.publish(skipped, encoder.backend), info.dtype)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def clean_stale(root: str) -> None:
+    """Remove temporary folders left by interrupted runs (not those of live processes)."""
+    if not os.path.isdir(root):
+        return
+    for name in os.listdir(root):
+        if _TMP_PREFIX not in name:
+            continue
+        path = os.path.join(root, name)
+        try:
+            with open(os.path.join(path, "pid")) as f:
+                pid = int(f.read())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not pid_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,186 @@
+"""Packed shard files and the atomic publication of a build folder.
+
+A shard is ``part-NNNNN.npy``: token ids with **no header** (what OLMo and OLMo-core
+read, despite the name), beside ``part-NNNNN.csv.gz`` with one ``start,end,id,src`` line
+per document (token offsets, ``end`` exclusive) and, when a source masks its loss,
+``part-NNNNN.mask``: one ``np.bool_`` per token (True = train), a name ``*.npy`` globs
+do not catch. Documents never span shards.
+
+Everything is written into a temporary sibling folder that replaces the output folder
+only when complete, so an interrupted build leaves no shard or manifest that looks valid.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cache import pid_alive
+from .errors import InstmixError
+from .manifest import MANIFEST
+
+_STAGE = ".tmp-"
+_OLD = ".old-"
+
+
+@dataclass
+class ShardStats:
+    path: str
+    tokens: int = 0
+    documents: int = 0
+    sha256: str = ""
+    mask: str | None = None
+    mask_sha256: str | None = None
+    loss_tokens: int = 0
+    sources: dict = field(default_factory=dict)
+
+    def manifest_dict(self) -> dict:
+        d = {"path": self.path, "tokens": self.tokens, "documents": self.documents,
+             "sha256": self.sha256, "sources": self.sources}
+        if self.mask:
+            d.update(mask=self.mask, mask_sha256=self.mask_sha256, loss_tokens=self.loss_tokens)
+        return d
+
+
+class _Shard:
+    def __init__(self, folder: str, index: int, dtype: np.dtype, with_mask: bool):
+        self.stats = ShardStats(f"part-{index:05d}.npy")
+        base = os.path.join(folder, f"part-{index:05d}")
+        self.tok = open(base + ".npy", "wb", buffering=1 << 20)
+        self.sha = hashlib.sha256()
+        self.gz = gzip.GzipFile(base + ".csv.gz", "wb", mtime=0)  # mtime=0: stable bytes
+        self.text = io.TextIOWrapper(self.gz, encoding="utf-8", newline="")
+        self.csv = csv.writer(self.text, lineterminator="\n")
+        self.mask = self.mask_sha = None
+        if with_mask:
+            self.stats.mask, self.stats.mask_sha256 = f"part-{index:05d}.mask", ""
+            self.mask = open(base + ".mask", "wb", buffering=1 << 20)
+            self.mask_sha = hashlib.sha256()
+        self.dtype = dtype
+
+    def add(self, tokens: np.ndarray, mask: np.ndarray | None, doc_id: str, src: str) -> None:
+        n = len(tokens)
+        start = self.stats.tokens
+        buf = memoryview(np.ascontiguousarray(tokens, dtype=self.dtype)).cast("B")
+        self.tok.write(buf)
+        self.sha.update(buf)
+        if self.mask is not None:
+            m = np.ones(n, dtype=np.bool_) if mask is None else np.ascontiguousarray(mask)
+            mb = memoryview(m).cast("B")
+            self.mask.write(mb)
+            self.mask_sha.update(mb)
+            self.stats.loss_tokens += int(m.sum())
+        self.csv.writerow((start, start + n, doc_id, src))
+        self.stats.tokens += n
+        self.stats.documents += 1
+        self.stats.sources[src] = self.stats.sources.get(src, 0) + n
+
+    def close(self) -> ShardStats:
+        self.tok.close()
+        self.text.close()
+        self.stats.sha256 = self.sha.hexdigest()
+        if self.mask is not None:
+            self.mask.close()
+            self.stats.mask_sha256 = self.mask_sha.hexdigest()
+        return self.stats
+
+
+class ShardWriter:
+    """Append documents; a new shard starts when the next document would overflow."""
+
+    def __init__(self, folder: str, dtype: str, shard_tokens: int, with_mask: bool):
+        self.folder = folder
+        self.dtype = np.dtype(dtype)
+        self.shard_tokens = shard_tokens
+        self.with_mask = with_mask
+        self.shards: list[ShardStats] = []
+        self._cur: _Shard | None = None
+
+    def add(self, tokens: np.ndarray, mask: np.ndarray | None, doc_id: str, src: str) -> None:
+        cur = self._cur
+        if cur is None or (cur.stats.tokens and cur.stats.tokens + len(tokens) > self.shard_tokens):
+            if cur is not None:
+                self.shards.append(cur.close())
+            cur = self._cur = _Shard(self.folder, len(self.shards), self.dtype, self.with_mask)
+        cur.add(tokens, mask, doc_id, src)
+
+    def close(self) -> list[ShardStats]:
+        if self._cur is not None:
+            self.shards.append(self._cur.close())
+            self._cur = None
+        return self.shards
+
+
+def stage_dir(output: str) -> str:
+    """A fresh temporary folder beside ``output`` (same file system, so renames are atomic)."""
+    parent = os.path.dirname(os.path.abspath(output)) or "."
+    os.makedirs(parent, exist_ok=True)
+    clean_stale_stages(output)
+    folder = tempfile.mkdtemp(prefix=os.path.basename(output) + _STAGE, dir=parent)
+    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700; a build is shared like a file
+    with open(os.path.join(folder, ".pid"), "w") as f:
+        f.write(str(os.getpid()))
+    return folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def clean_stale_stages(output: str) -> None:
+    """Remove staging and old folders of ``output`` left by runs that are no longer alive."""
+    parent = os.path.dirname(os.path.abspath(output)) or "."
+    base = os.path.basename(output)
+    for name in os.listdir(parent):
+        if not (name.startswith(base + _STAGE) or name.startswith(base + _OLD)):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            with open(os.path.join(path, ".pid")) as f:
+                pid = int(f.read())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not pid_alive(pid) or name.startswith(base + _OLD):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def check_replaceable(output: str) -> None:
+    """Refuse to replace a folder that is not an earlier build (it may hold user data)."""
+    if os.path.isdir(output) and os.listdir(output) and not os.path.isfile(
+            os.path.join(output, MANIFEST)):
+        raise InstmixError(f"{output}: exists and is not an instmix build (no {MANIFEST}); "
+                           "choose another output or empty it")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise InstmixError(f"{output}: exists and is not a folder")
+
+
+def publish(stage: str, output: str, manifest_bytes: bytes, extra: Iterable[str] = ()) -> None:
+    """Write the manifest last, then swap the staging folder in place of ``output``."""
+    os.remove(os.path.join(stage, ".pid"))
+    tmp = os.path.join(stage, MANIFEST + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(manifest_bytes)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, os.path.join(stage, MANIFEST))
+    check_replaceable(output)
+    old = None
+    if os.path.exists(output):
+        old = tempfile.mkdtemp(prefix=os.path.basename(output) + _OLD,
+                               dir=os.path.dirname(os.path.abspath(output)))
+        os.rmdir(old)
+        os.rename(output, old)
+    os.rename(stage, output)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
