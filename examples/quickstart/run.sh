@@ -5,4 +5,4 @@ cd "$(dirname "$0")/../.."
 bash scripts/setup.sh
 .venv/bin/instmix build examples/quickstart/mix.yaml
 .venv/bin/instmix verify examples/quickstart/out
-.venv/bin/instmix inspect examples/quickstart/out --docs 2 --chars 300 | tail -n +12
+.venv/bin/instmix inspect examples/quickstart/out --docs 2 --chars 300 --no-summary
