@@ -6,9 +6,24 @@ from .errors import ConfigError, InputError, InstmixError, PlanError, VerifyErro
 __version__ = "0.1.0"
 
 __all__ = [
-    "BuildConfig", "ConfigError", "InputError", "InstmixError", "PlanError", "SourceConfig",
-    "TokenizerSpec", "VerifyError", "build", "load_config",
+    "BuildConfig", "ConfigError", "DataLoader", "InputError", "InstmixError", "PlanError",
+    "ShardDataset", "SourceConfig", "StreamingMixture", "TokenizerSpec", "VerifyError", "build",
+    "load_config",
 ]
+
+_LAZY = {  # torch is imported only when a dataset is asked for
+    "ShardDataset": "instmix.shard_dataset",
+    "DataLoader": "instmix.loader",
+    "StreamingMixture": "instmix.streaming",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'instmix' has no attribute {name!r}")
 
 
 def build(config, *, out=None, progress=None):

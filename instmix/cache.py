@@ -35,6 +35,7 @@ from .config import SourceConfig
 from .encoder import Encoder
 from .errors import InstmixError
 from .kinds import Document, get_kind
+from .masks import Encoded, encode_documents
 from .tokenizer import TokenizerInfo
 
 CACHE_VERSION = 1
@@ -174,38 +175,24 @@ class UnitWriter:
         self.documents = 0
         self.loss_tokens = 0
 
-    def add(self, ids: np.ndarray, lengths: np.ndarray, doc_ids: list[str],
-            masks: np.ndarray | None = None) -> None:
-        """Append a batch: ``ids`` holds the documents' tokens without BOS/EOS."""
-        info = self.info
-        n = len(lengths)
-        extra = 1 + int(info.add_bos)
-        full = lengths + extra
-        out = np.empty(int(full.sum()), dtype=self.dtype)
-        ends = np.cumsum(full)
-        starts = ends - full
-        if ids.size and int(ids.max()) >= info.vocab_size:
-            raise InstmixError(f"tokenizer produced id {int(ids.max())} >= vocab size "
-                               f"{info.vocab_size}")
-        # Scatter each document's ids after its BOS slot: positions are start + bos + j.
-        body = np.repeat(starts + int(info.add_bos), lengths) + _ranges(lengths)
-        out[body] = ids
-        if info.add_bos:
-            out[starts] = info.bos_token_id
-        out[ends - 1] = info.eos_token_id
-        out.tofile(self._tok)
+    def add(self, enc: Encoded, doc_ids: list[str]) -> None:
+        """Append a batch of encoded documents (tokens already framed by BOS/EOS)."""
+        if enc.tokens.size and int(enc.tokens.max()) >= self.info.vocab_size:
+            raise InstmixError(f"tokenizer produced id {int(enc.tokens.max())} >= vocab size "
+                               f"{self.info.vocab_size}")
+        enc.tokens.astype(self.dtype, copy=False).tofile(self._tok)
         if self._mask is not None:
-            m = np.ones(out.size, dtype=np.bool_) if masks is None else masks
+            m = np.ones(enc.tokens.size, dtype=np.bool_) if enc.mask is None else enc.mask
             m.tofile(self._mask)
             self.loss_tokens += int(m.sum())
         else:
-            self.loss_tokens += out.size
-        self._offsets.append(self.tokens + ends)
+            self.loss_tokens += enc.tokens.size
+        self._offsets.append(self.tokens + enc.offsets[1:])
         encoded = [d.encode("utf-8") for d in doc_ids]
         self._ids.write(b"".join(encoded))
-        self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=n))
-        self.tokens += out.size
-        self.documents += n
+        self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+        self.tokens += int(enc.offsets[-1])
+        self.documents += len(doc_ids)
 
     def publish(self, skipped: dict, backend: str) -> str:
         for f in (self._tok, self._ids, self._mask):
@@ -233,15 +220,6 @@ class UnitWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _ranges(lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(n)`` for every n in ``lengths``."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.cumsum(lengths) - lengths
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-
-
 def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], label: str,
                info: TokenizerInfo, encoder: Encoder, *, skip_bad: bool, batch_bytes: int,
                progress: Callable[[int], None] | None = None) -> CacheUnit:
@@ -256,16 +234,9 @@ def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], lab
     try:
         docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
         for batch in _prefetch(_batches(docs, batch_bytes)):
-            texts = [d.text for d in batch]
-            ids, lengths = encoder.encode(texts)
-            masks = None
-            if with_mask:
-                from .masks import batch_masks
-
-                ids, lengths, masks = batch_masks(batch, encoder, info, src.loss)
-            writer.add(ids, lengths, [d.id for d in batch], masks)
+            writer.add(encode_documents(batch, encoder, info, src.loss), [d.id for d in batch])
             if progress:
-                progress(sum(len(t) for t in texts))
+                progress(sum(len(d.text) for d in batch))
         if writer.documents == 0:
             raise InstmixError(f"{', '.join(paths)}: no documents (skipped: "
                                f"{skipped or 'none'})")
