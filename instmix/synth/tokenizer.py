@@ -47,6 +47,6 @@ class SynthTokenizer:
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.encode_batch(texts)]
 
-    def decode(self, ids: Sequence[int]) -> str:
-        """Generated ids -> text, special tokens (BOS/EOS) left out."""
-        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """Ids -> text; by default special tokens (BOS/EOS) are left out."""
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

@@ -20,7 +20,9 @@ class TransformersEngine(Engine):
         super().__init__(cfg, tokenizer)
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = cfg.device
