@@ -13,7 +13,7 @@ __all__ = [
 
 def build(config, *, out=None, progress=None):
     """Build the mixture described by ``config`` (a YAML path, mapping or BuildConfig)."""
-    from .build import build as _build
+    from .builder import build as _build
 
     cfg = config if isinstance(config, BuildConfig) else load_config(config)
     if out is not None:

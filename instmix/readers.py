@@ -91,7 +91,7 @@ def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None
                 err = _json_error(path, line_no, raw, e)
                 if not skip_bad:
                     raise err from None
-                _count(stats, "bad_json")
+                _count(stats, "bad_utf8" if "UTF-8" in str(err) else "bad_json")
                 continue
             yield line_no, obj
 

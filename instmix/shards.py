@@ -55,3 +55,26 @@ def open_tokens(path: str, dtype: str) -> np.ndarray:
     if os.path.getsize(path) == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r")
+
+
+@dataclass(frozen=True)
+class BuiltDocument:
+    shard: str
+    start: int
+    end: int
+    id: str
+    src: str
+    tokens: np.ndarray
+
+
+def iter_build_documents(root: str):
+    """Every document of a build, in stream order, with its tokens (a memmap view)."""
+    from .manifest import load_manifest
+
+    m = load_manifest(root)
+    for shard in m.shards:
+        path = m.path(shard["path"])
+        tokens = open_tokens(path, m.dtype)
+        idx = read_index(path)
+        for a, b, doc_id, src in zip(idx.start.tolist(), idx.end.tolist(), idx.ids, idx.src):
+            yield BuiltDocument(shard["path"], a, b, doc_id, src, tokens[a:b])

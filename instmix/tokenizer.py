@@ -51,15 +51,15 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def tokenizer_json_path(path: str) -> str:
+def tokenizer_json_path(path: str, where: str = "<dict>") -> str:
     """``path`` itself, or ``path/tokenizer.json`` for a Hugging Face tokenizer folder."""
     if os.path.isdir(path):
         candidate = os.path.join(path, "tokenizer.json")
         if not os.path.isfile(candidate):
-            raise InstmixError(f"{path}: folder has no tokenizer.json")
+            raise ConfigError(where, "tokenizer.path", f"{path}: folder has no tokenizer.json")
         return candidate
     if not os.path.isfile(path):
-        raise InstmixError(f"{path}: tokenizer file not found")
+        raise ConfigError(where, "tokenizer.path", f"{path}: file not found")
     return path
 
 
@@ -164,11 +164,12 @@ def load_tokenizer_info(spec: TokenizerSpec, dtype: str = "auto", where: str = "
                         ) -> TokenizerInfo:
     from tokenizers import Tokenizer
 
-    json_path = tokenizer_json_path(spec.path)
+    json_path = tokenizer_json_path(spec.path, where)
     try:
         tok = Tokenizer.from_file(json_path)
     except Exception as e:  # tokenizers raises a plain Exception on a bad file
-        raise InstmixError(f"{json_path}: not a tokenizer.json ({e})") from None
+        raise ConfigError(where, "tokenizer.path", f"{json_path}: not a tokenizer.json "
+                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     eos, bos = _detect(tok, spec, json_path, where)
     add_bos = (bos is not None) if spec.add_bos is None else spec.add_bos
     if add_bos and bos is None:

@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..build import build
+    from ..builder import build
     from ..config import load_config
     from ..progress import Progress
 

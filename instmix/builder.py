@@ -81,15 +81,20 @@ def source_units(src: SourceConfig, where: str, index: int) -> list[tuple[list[s
 
 
 def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
-                     encoder_factory: Callable[[], Encoder] | None = None) -> list[SourcePool]:
-    """Make sure every input has a token cache; return the sources' pools."""
+                     encoder_factory: Callable[[], Encoder] | None = None,
+                     units: list | None = None) -> list[SourcePool]:
+    """Make sure every input has a token cache; return the sources' pools.
+
+    ``units`` (from :func:`source_units`, per source) are resolved here when not given.
+    """
     root = cfg.resolved_cache_dir
     clean_stale(root)
     encoder: Encoder | None = None
     pools = []
-    for i, src in enumerate(cfg.sources):
-        units = []
-        plan = source_units(src, cfg.where, i)
+    if units is None:
+        units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
+    for src, plan in zip(cfg.sources, units):
+        opened = []
         keyed = [(unit_key(src, paths, label, info), paths, label) for paths, label in plan]
         todo = sum(not os.path.isdir(os.path.join(root, k)) for k, _, _ in keyed)
         bar = progress.bar(f"tokenize {src.name}", unit="B", total=None) if todo else None
@@ -97,12 +102,12 @@ def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
             if encoder is None and not os.path.isdir(os.path.join(root, key)):
                 encoder = (encoder_factory or (lambda: Encoder(
                     info, cfg.tokenizer.backend, cfg.tokenizer.check_rate)))()
-            units.append(build_unit(root, key, src, paths, label, info, encoder,
+            opened.append(build_unit(root, key, src, paths, label, info, encoder,
                                     skip_bad=cfg.skip_bad_records, batch_bytes=cfg.batch_bytes,
                                     progress=bar.update if bar else None))
         if bar:
             bar.close()
-        pools.append(SourcePool(src, units, sum(len(p) for p, _ in plan)))
+        pools.append(SourcePool(src, opened, sum(len(p) for p, _ in plan)))
     return pools
 
 
@@ -166,8 +171,9 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None) -> dict:
     """Run the whole build; returns the manifest written to ``cfg.output``."""
     progress = progress or Progress(enabled=False)
     check_replaceable(cfg.output)
+    units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
     info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
-    pools = tokenize_sources(cfg, info, progress)
+    pools = tokenize_sources(cfg, info, progress, units=units)
     plans, draws, src, pos = plan_mixture(cfg, pools)
     stage = stage_dir(cfg.output)
     try:
