@@ -91,7 +91,7 @@ def iter_chains(paths: Sequence[str], *, skip_bad: bool, stats: dict
                         raise
                     _count(stats, "bad_entry")
                     continue
-                rounds = chains.setdefault(chain_id, {})
+                rounds = chains.get(chain_id, {})
                 problem = None
                 if chain_id in finished:
                     problem = "split_chain", InputError(
@@ -105,7 +105,7 @@ def iter_chains(paths: Sequence[str], *, skip_bad: bool, stats: dict
                         raise problem[1]
                     _count(stats, problem[0])
                     continue
-                rounds[rnd] = (context, pairs)
+                chains.setdefault(chain_id, rounds)[rnd] = (context, pairs)
         for chain_id in sorted(chains):
             rounds = chains.pop(chain_id)
             finished.add(chain_id)

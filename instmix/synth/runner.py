@@ -166,7 +166,7 @@ class LocalExecutor:
 
 def iter_documents(cfg: AugmentConfig, skipped: dict) -> Iterator[tuple[str, str]]:
     """``(source_id, text)`` of every document, in source and file order."""
-    from ..build import source_units
+    from ..builder import source_units
     from ..kinds import get_kind
 
     for i, src in enumerate(cfg.sources):
@@ -193,7 +193,7 @@ def iter_blocks(docs: Iterator[tuple[str, str]], size: int
 
 def plan_fingerprint(cfg: AugmentConfig) -> dict:
     """Everything that decides which entries exist and which part holds them."""
-    from ..build import source_units
+    from ..builder import source_units
     from ..cache import format_key, hash_input
     from ..tokenizer import sha256_file, tokenizer_json_path
 

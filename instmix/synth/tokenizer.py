@@ -21,8 +21,12 @@ class SynthTokenizer:
                  where: str = "<dict>"):
         from tokenizers import Tokenizer
 
-        info = load_tokenizer_info(TokenizerSpec(path=path, bos_token=bos_token,
-                                                 eos_token=eos_token), where=where)
+        try:
+            info = load_tokenizer_info(TokenizerSpec(path=path, bos_token=bos_token,
+                                                     eos_token=eos_token), where=where)
+        except ConfigError as e:  # name the synthesizer's key, not the build's
+            key = e.key.replace("tokenizer.path", "tokenizer")
+            raise ConfigError(where, "synthesizer." + key, str(e).split(": ", 2)[-1]) from None
         if info.bos_token_id is None:
             raise ConfigError(where, "synthesizer.tokenizer",
                               f"{info.path} defines no BOS token; name it with bos_token")

@@ -23,7 +23,7 @@ def augmented(tmp_path, tiny_tokenizer):
     write_jsonl(tmp_path / "in.jsonl", sample_texts(14))
     cfg = load_augment_config({
         "synthesizer": {"engine": "synth_scripted:ScriptedEngine", "model": "scripted",
-                        "tokenizer": tiny_tokenizer, "max_model_len": 512,
+                        "tokenizer": tiny_tokenizer, "max_model_len": 2048,
                         "max_new_tokens": 64, "batch_size": 2},
         "rounds": 3, "block_size": 7, "checkpoint_every": 2,
         "sources": [{"name": "web", "paths": ["in.jsonl"]}], "output": "aug"},
@@ -52,7 +52,7 @@ def test_through_the_builder(tmp_path, augmented, tiny_tokenizer):
                      "paths": [os.path.join(augmented, "*.jsonl.zst")],
                      "options": {"template_seed": 7}}]})
     chains = expected_chains(augmented)
-    assert len(chains) == 6 and sorted(len(c) for c in chains.values()) == [2, 2, 2, 3, 3, 3]
+    assert len(chains) == 6 and sorted(len(c) for c in chains.values()) == [2, 2, 2, 2, 3, 3]
     assert manifest["documents"] == len(chains)
     docs = {d["id"]: d["text"] for d in decoded_documents(load_manifest(str(tmp_path / "build")),
                                                            100)}
