@@ -14,9 +14,9 @@ import os
 from collections.abc import Iterator
 
 from ..errors import InstmixError
+from .block import BlockEnd, BlockInput, BlockJob, Part, Settings
 from .chain import Entry
 from .config import RayConfig
-from .runner import BlockEnd, BlockInput, BlockJob, Part, Settings
 
 
 def _encode(item: Part | BlockEnd) -> str:
@@ -39,8 +39,8 @@ class BlockWorker:
     """Ray Data actor: builds the engine once, then runs one block per input row."""
 
     def __init__(self, settings: Settings):
+        from .block import make_encoder
         from .engines.base import create_engine
-        from .runner import make_encoder
 
         self.settings = settings
         self.encoder = make_encoder(settings.synthesizer, settings.where)

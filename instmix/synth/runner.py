@@ -1,27 +1,26 @@
 """``instmix augment``: sources -> blocks -> M rounds of prompts -> checkpointed parts.
 
 Documents are read in source order and grouped into blocks of ``block_size`` documents;
-block k belongs to rank ``k % world_size``. A block is segmented and chained on its own
-(:class:`BlockJob`); each round's prompts are sorted by length (longest first), cut into
-batches of ``batch_size`` and checkpointed every ``ceil(checkpoint_every / batch_size)``
-batches as one part file. On restart, finished blocks are skipped, finished parts are read
-back (they rebuild the chains) and the remaining parts run exactly as they would have.
+block k belongs to rank ``k % world_size``. Each block runs as a
+:class:`~instmix.synth.block.BlockJob` (here, or on Ray); this module writes what comes
+back. On restart, finished blocks are skipped and finished parts are read back.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ..errors import InstmixError
-from .chain import Entry, chunk_bounds, make_entry, next_chains, plan_round
-from .config import AugmentConfig, SynthesizerConfig
-from .engines.base import BatchTimes, Engine, Request, create_engine, run_batches
-from .output import OutputDir, part_name
-from .prompt import PromptEncoder, build_prompt
-from .segment import segment_documents
+from .block import BlockEnd, BlockInput, BlockJob, Part, Settings, make_encoder
+from .chain import Entry
+from .config import AugmentConfig
+from .engines.base import Engine, create_engine
+from .inputs import iter_blocks, iter_documents, plan_fingerprint
+from .output import OutputDir
+from .prompt import PromptEncoder
 from .stats import block_stats, merge, rates
 
 
@@ -38,107 +37,6 @@ class RunContext:
 
     def owns(self, block: int) -> bool:
         return block % self.world_size == self.rank
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a block job needs from the config (small and picklable)."""
-
-    synthesizer: SynthesizerConfig
-    rounds: int
-    batches_per_part: int
-    where: str = "<dict>"
-
-    @classmethod
-    def of(cls, cfg: AugmentConfig) -> Settings:
-        return cls(cfg.synthesizer, cfg.rounds, cfg.batches_per_part, cfg.where)
-
-
-@dataclass(frozen=True)
-class BlockInput:
-    block: int
-    docs: list[tuple[str, str]]
-    done: Mapping[str, Sequence[Entry]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Part:
-    """A finished checkpoint: the entries of some batches of one round of one block."""
-
-    block: int
-    round: int
-    index: int
-    entries: tuple[Entry, ...]
-    engine_seconds: float = 0.0
-
-    @property
-    def name(self) -> str:
-        return part_name(self.block, self.round, self.index)
-
-
-@dataclass(frozen=True)
-class BlockEnd:
-    block: int
-    docs: int
-    split_docs: int
-
-
-def make_encoder(synth: SynthesizerConfig, where: str = "<dict>") -> PromptEncoder:
-    from .tokenizer import SynthTokenizer
-
-    tok = SynthTokenizer(synth.tokenizer, bos_token=synth.bos_token, eos_token=synth.eos_token,
-                         where=where)
-    return PromptEncoder(tok, synth.prompt_limit)
-
-
-class BlockJob:
-    """Segment one block's documents, then run its rounds part by part."""
-
-    def __init__(self, inp: BlockInput, settings: Settings, encoder: PromptEncoder):
-        self.inp = inp
-        self.settings = settings
-        self.encoder = encoder
-        self.texts, self.ctx_ids, self.split_docs = segment_documents(inp.docs, encoder)
-
-    def run(self, engine: Engine) -> Iterator[Part | BlockEnd]:
-        """Yield each part that had to be generated, then a :class:`BlockEnd`."""
-        s = self.settings
-        synth = s.synthesizer
-        text_prompts = synth.engine == "openai" and synth.prompt_format == "text"
-        chains: list[tuple[Entry, ...]] = []
-        demo_cache: dict[str, list[int]] = {}
-        for r, (a, b) in enumerate(chunk_bounds(len(self.texts), s.rounds)):
-            plans = plan_round(self.texts[a:b], chains, self.ctx_ids, self.encoder, demo_cache)
-            order = sorted(plans, key=lambda p: (-len(p.prompt_ids), p.position))
-            bs = synth.batch_size
-            batches = [order[i:i + bs] for i in range(0, len(order), bs)]
-            entries: dict[str, Entry] = {}
-            step = s.batches_per_part
-            for index, k in enumerate(range(0, len(batches), step)):
-                group = batches[k:k + step]
-                name = part_name(self.inp.block, r, index)
-                expected = {p.text.id for batch in group for p in batch}
-                if name in self.inp.done:
-                    got = self.inp.done[name]
-                    if {e.id for e in got} != expected or len(got) != len(expected):
-                        raise InstmixError(f"{name}: holds other texts than this run plans "
-                                           "(did the inputs or settings change?)")
-                    entries.update((e.id, e) for e in got)
-                    continue
-                requests = [[Request(p.text.id, p.prompt_ids,
-                                     build_prompt(p.text.text, [d.demo for d in p.demos])
-                                     if text_prompts else "") for p in batch] for batch in group]
-                times = BatchTimes()
-                results = run_batches(engine, requests, synth.prompt_limit, times)
-                made = []
-                for p in sorted((p for batch in group for p in batch), key=lambda p: p.position):
-                    res = results[p.text.id]
-                    made.append(make_entry(p, r, res.text, res.output_tokens,
-                                           res.finish_reason, res.error))
-                entries.update((e.id, e) for e in made)
-                yield Part(self.inp.block, r, index, tuple(made), times.seconds)
-            chains = next_chains(plans, entries)
-        yield BlockEnd(self.inp.block, len(self.inp.docs), self.split_docs)
 
 
 class LocalExecutor:
@@ -162,54 +60,6 @@ class LocalExecutor:
     def close(self) -> None:
         if self._own and self.engine is not None:
             self.engine.close()
-
-
-def iter_documents(cfg: AugmentConfig, skipped: dict) -> Iterator[tuple[str, str]]:
-    """``(source_id, text)`` of every document, in source and file order."""
-    from ..builder import source_units
-    from ..kinds import get_kind
-
-    for i, src in enumerate(cfg.sources):
-        kind = get_kind(src.kind)
-        stats = skipped.setdefault(src.name, {})
-        for paths, label in source_units(src, cfg.where, i):
-            for doc in kind.documents(src, paths, label, skip_bad=cfg.skip_bad_records,
-                                      stats=stats):
-                yield f"{src.name}/{doc.id}", doc.text
-
-
-def iter_blocks(docs: Iterator[tuple[str, str]], size: int
-                ) -> Iterator[tuple[int, list[tuple[str, str]]]]:
-    block: list[tuple[str, str]] = []
-    k = 0
-    for doc in docs:
-        block.append(doc)
-        if len(block) == size:
-            yield k, block
-            block, k = [], k + 1
-    if block:
-        yield k, block
-
-
-def plan_fingerprint(cfg: AugmentConfig) -> dict:
-    """Everything that decides which entries exist and which part holds them."""
-    from ..builder import source_units
-    from ..cache import format_key, hash_input
-    from ..tokenizer import sha256_file, tokenizer_json_path
-
-    s = cfg.synthesizer
-    sources = []
-    for i, src in enumerate(cfg.sources):
-        units = source_units(src, cfg.where, i)
-        sources.append({"name": src.name, "format": format_key(src),
-                        "inputs": [[label, [hash_input(p) for p in paths]]
-                                   for paths, label in units]})
-    return {"format": "instmix-augment", "version": 1, "rounds": cfg.rounds,
-            "block_size": cfg.block_size, "checkpoint_every": cfg.checkpoint_every,
-            "batch_size": s.batch_size, "max_model_len": s.max_model_len,
-            "max_new_tokens": s.max_new_tokens,
-            "tokenizer_sha256": sha256_file(tokenizer_json_path(s.tokenizer)),
-            "sources": sources}
 
 
 class _Session:

@@ -10,9 +10,9 @@ from synth_scripted import ScriptedEngine, script
 
 from instmix.errors import InstmixError
 from instmix.synth import build_prompt, parse_pairs
+from instmix.synth.block import BlockEnd, BlockInput, BlockJob, Part, Settings, make_encoder
 from instmix.synth.config import SynthesizerConfig
 from instmix.synth.engines.base import Request, Result, run_batches
-from instmix.synth.runner import BlockEnd, BlockInput, BlockJob, Part, Settings, make_encoder
 
 
 def run_block(tokdir, texts, rounds, *, batch_size=4, per_part=1, options=None,
