@@ -9,9 +9,9 @@ OUTPUT/
   _state/session-RANK-START.json      one run's throughput
 ```
 
-Every file is written under a temporary name (``.tmp-PID-...``) and renamed when complete,
-so a run killed at any moment leaves only whole files; temporary files of dead processes
-are removed on the next start. Part names and contents are a pure function of the plan, so
+Every file is written under a temporary name (``.tmp-PID@HOST-...``) and renamed when
+complete, so a run killed at any moment leaves only whole files; temporary files of dead
+processes of this host are removed on the next start (other hosts' are left alone). Part names and contents are a pure function of the plan, so
 a resumed run writes exactly the files an uninterrupted run would.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Iterable, Sequence
 
 from ..errors import ConfigError, InputError, InstmixError
@@ -31,6 +32,7 @@ STATS_FILE = "stats.json"
 STATE_DIR = "_state"
 PART_RE = re.compile(r"^part-(\d{6})-r(\d+)-(\d{4})\.jsonl\.zst$")
 _TMP = ".tmp-"
+_HOST = socket.gethostname().replace("-", "_")
 PLAN_VERSION = 1
 
 
@@ -41,7 +43,7 @@ def part_name(block: int, round_: int, index: int) -> str:
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary sibling and a rename."""
     folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f"{_TMP}{os.getpid()}-{name}")
+    tmp = os.path.join(folder, f"{_TMP}{os.getpid()}@{_HOST}-{name}")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -93,8 +95,8 @@ class OutputDir:
             for name in os.listdir(folder):
                 if not name.startswith(_TMP):
                     continue
-                pid = name[len(_TMP):].split("-", 1)[0]
-                if not (pid.isdigit() and pid_alive(int(pid))):
+                pid, _, host = name[len(_TMP):].split("-", 1)[0].partition("@")
+                if host == _HOST and not (pid.isdigit() and pid_alive(int(pid))):
                     os.remove(os.path.join(folder, name))
 
     def block_parts(self, block: int) -> dict[str, list[Entry]]:

@@ -9,6 +9,7 @@ request's id. Outputs are decoded here (``detokenize=False`` spares vLLM the wor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from ...errors import InstmixError
@@ -24,7 +25,9 @@ class VllmEngine(Engine):
             from vllm import LLM, SamplingParams
         except ImportError:
             raise InstmixError("engine 'vllm' needs vLLM: pip install 'instmix[vllm]'") from None
-        kwargs = dict(model=cfg.model, tokenizer=cfg.tokenizer, max_model_len=cfg.max_model_len,
+        # vLLM takes a tokenizer folder; a bare tokenizer.json: let it use the model's
+        tokenizer = cfg.tokenizer if os.path.isdir(cfg.tokenizer) else cfg.model
+        kwargs = dict(model=cfg.model, tokenizer=tokenizer, max_model_len=cfg.max_model_len,
                       enable_prefix_caching=True, dtype=cfg.dtype,
                       gpu_memory_utilization=cfg.gpu_memory_utilization,
                       tensor_parallel_size=cfg.tensor_parallel_size, seed=0)
