@@ -96,8 +96,13 @@ def test_crash_then_resume_equals_uninterrupted(tmp_path, tiny_tokenizer):
     assert stats["complete"]
 
 
-def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_tokenizer):
-    data = config(tmp_path, tiny_tokenizer, out="killed", n=60, options={"delay": 0.03})
+@pytest.mark.parametrize("engine", ["scripted", "transformers"])
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_model, engine):
+    if engine == "scripted":
+        kw = {"options": {"delay": 0.03}}
+    else:
+        kw = {"engine": "transformers", "model": tiny_model, "threads": 1}
+    data = config(tmp_path, tiny_model, out="killed", n=60, **kw)
     cfg_path = tmp_path / "augment.yaml"
     cfg_path.write_text(yaml.safe_dump(data))
     out = tmp_path / "killed"
@@ -118,7 +123,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_tokenizer):
         proc.wait()
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    ref = load(tmp_path, config(tmp_path, tiny_tokenizer, out="ref", n=60))
+    ref = load(tmp_path, {**data, "output": "ref"})
     augment(ref)
     assert _files(str(out)) == _files(ref.output)
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
