@@ -11,13 +11,14 @@ import numpy as np
 
 from .cache import CacheUnit, build_unit, clean_stale, unit_key
 from .config import BuildConfig, SourceConfig
+from .encoder import Encoder
 from .kinds import get_kind
 from .manifest import FORMAT_VERSION, dump_manifest
 from .plan import SourcePlan, draw_documents, plan_targets
 from .progress import Progress
 from .readers import resolve_paths
 from .schedule import interleave
-from .tokenizer import Encoder, TokenizerInfo, load_tokenizer_info
+from .tokenizer import TokenizerInfo, load_tokenizer_info
 from .writer import ShardWriter, check_replaceable, publish, stage_dir
 
 TOKENIZER_FILE = "tokenizer.json"

@@ -32,9 +32,10 @@ from queue import Queue
 import numpy as np
 
 from .config import SourceConfig
+from .encoder import Encoder
 from .errors import InstmixError
 from .kinds import Document, get_kind
-from .tokenizer import Encoder, TokenizerInfo
+from .tokenizer import TokenizerInfo
 
 CACHE_VERSION = 1
 _TMP_PREFIX = ".tmp-"

@@ -18,7 +18,7 @@ from .errors import ConfigError
 
 DEFAULT_SHARD_TOKENS = 1 << 28  # 256 Mi tokens: 512 MiB as uint16, 1 GiB as uint32
 TXT_UNITS = ("file", "paragraph")
-BACKENDS = ("auto", "hf", "tokie")
+BACKENDS = ("auto", "hf", "tiktoken")
 DTYPES = ("auto", "uint16", "uint32")
 LOSS_MODES = ("all", "responses", "none")
 RATIO_BY = ("tokens", "loss_tokens")

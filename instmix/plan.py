@@ -6,9 +6,10 @@
 - Source ``s`` is given ``target_s = floor(w_s * total)`` tokens and may use at most
   ``budget_s = floor(max_repetition_s * available_s)``.
 - Its documents are drawn pass by pass, without replacement within a pass, each pass in the
-  order of a permutation seeded by ``(seed, source name, pass)``. Drawing stops at the first
-  document that reaches the target, or before one that would exceed the budget. So the
-  documents drawn for a smaller share are a prefix of those drawn for a larger one.
+  order of a permutation seeded by ``(seed, source name, pass)``. Drawing stops at the
+  document boundary closest to the target (so a source ends within half a document of it),
+  and never past the budget. So the documents drawn for a smaller share are a prefix of
+  those drawn for a larger one.
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ def draw_documents(seed: int, plan: SourcePlan, lengths: np.ndarray) -> np.ndarr
         reach = int(np.searchsorted(cum, plan.target, side="left"))  # first cum >= target
         fits = int(np.searchsorted(cum, plan.budget, side="right"))  # count with cum <= budget
         if reach < n and reach < fits:
-            chunks.append(perm[:reach + 1])
+            before = int(cum[reach - 1]) if reach else used
+            # Keep the document that crosses the target only if that lands closer to it.
+            take = reach + 1 if cum[reach] - plan.target <= plan.target - before else reach
+            if take == 0 and not chunks:
+                take = 1  # a source with a share gets at least one document
+            chunks.append(perm[:take])
             break
         if fits < n:
             chunks.append(perm[:fits])

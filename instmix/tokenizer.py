@@ -1,15 +1,4 @@
-"""The trainer's tokenizer: loading, BOS/EOS detection, dtype choice and fast batch encoding.
-
-Reference behaviour is Hugging Face ``tokenizers`` with ``add_special_tokens=False`` and
-special-token strings inside a document encoded as ordinary text (so a literal
-``<|endoftext|>`` in raw text can never become a stray EOS). Non-special added tokens (such
-as OLMo's PII placeholders) keep their ids, as in the reference.
-
-The ``tokie`` backend is 15-25x faster on the same files; it is used only after it matches
-the reference on probe strings, documents holding special-token strings always go through
-the reference, and a sample of every batch (``check_rate``) is re-encoded with the
-reference. A mismatch switches the rest of the run to the reference.
-"""
+"""The trainer's tokenizer: loading, BOS/EOS detection and the dtype of token files."""
 
 from __future__ import annotations
 
@@ -18,13 +7,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
-import numpy as np
-
 from .config import TokenizerSpec
-from .errors import ConfigError, InstmixError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +18,6 @@ EOS_NAMES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|eos|>")
 BOS_NAMES = ("<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>")
 DTYPE_MAX = {"uint16": 0xFFFF, "uint32": 0xFFFFFFFF}
 
-PROBES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "  leading spaces, trailing spaces   \n\n\ttabs\r\nCRLF",
-    "def f(x):\n    return {'a': [1, 2.5e-3, None]}  # code\n",
-    "Zahlen 1234567890, ½ ¼, naïve café, 中文文本, русский текст, العربية, 🙂🚀",
-    "URLs https://example.com/a?b=c&d=e and emails a.b@example.org",
-    "\u200b zero width \ufeff bom \x00 nul \x7f del",
-    "a" * 300 + " " + "ab" * 200,
-)
 
 
 def sha256_file(path: str) -> str:
@@ -183,99 +160,3 @@ def load_tokenizer_info(spec: TokenizerSpec, dtype: str = "auto", where: str = "
         tok.token_to_id(bos), add_bos=add_bos, dtype=choose_dtype(vocab_size, dtype, where),
         eos_token=eos, bos_token=bos, special_tokens=specials,
     )
-
-
-class Encoder:
-    """Batch encoder: ``encode(texts) -> (ids uint32, lengths int64)`` with no BOS/EOS.
-
-    One instance per process; not shared across processes.
-    """
-
-    def __init__(self, info: TokenizerInfo, backend: str = "auto", check_rate: float = 0.01):
-        from tokenizers import Tokenizer
-
-        self.info = info
-        self.ref = Tokenizer.from_file(info.path)
-        self.ref.encode_special_tokens = True  # special-token strings in text are text
-        self.check_stride = 0 if check_rate <= 0 else max(1, round(1 / check_rate))
-        self.checked = 0
-        self.fallbacks = 0
-        self.fast = None
-        if backend in ("auto", "tokie"):
-            self.fast = self._load_tokie(required=backend == "tokie")
-        self.backend = "tokie" if self.fast is not None else "hf"
-
-    def _load_tokie(self, required: bool):
-        try:
-            import tokie
-
-            fast = tokie.Tokenizer.from_json(self.info.path)
-            for text in PROBES:
-                got = fast.encode(text, add_special_tokens=False).ids
-                if list(got) != self.ref.encode(text, add_special_tokens=False).ids:
-                    raise InstmixError(f"tokie gives other ids than tokenizers for {text!r}")
-            return fast
-        except Exception as e:
-            if required:
-                raise InstmixError(f"{self.info.path}: tokie backend unusable: {e}") from None
-            log.info("tokie unusable for %s (%s); using tokenizers", self.info.path, e)
-            return None
-
-    def _has_special(self, text: str) -> bool:
-        return any(s in text for s in self.info.special_tokens)
-
-    def encode_ref(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        encs = self.ref.encode_batch_fast(texts, add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encs), dtype=np.uint32,
-                          count=int(lengths.sum()))
-        return ids, lengths
-
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        if self.fast is None or not texts:
-            return self.encode_ref(texts)
-        special = [i for i, t in enumerate(texts) if self._has_special(t)]
-        ids, lengths = self.fast.encode_batch_flat(texts, add_special_tokens=False)
-        lengths = lengths.astype(np.int64)
-        if special:
-            ids, lengths = self._patch(texts, ids, lengths, special)
-        if self.check_stride and not self._sample_ok(texts, ids, lengths):
-            self.fallbacks += 1
-            log.warning("tokie disagreed with tokenizers on %s; using tokenizers from now on",
-                        self.info.path)
-            self.fast, self.backend = None, "hf"
-            return self.encode_ref(texts)
-        return ids, lengths
-
-    def _patch(self, texts, ids, lengths, special):
-        """Re-encode documents that hold special-token strings with the reference."""
-        ref_ids, ref_len = self.encode_ref([texts[i] for i in special])
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        ref_off = np.concatenate([[0], np.cumsum(ref_len)])
-        parts, prev = [], 0
-        for j, i in enumerate(special):
-            parts.append(ids[offsets[prev]:offsets[i]])
-            parts.append(ref_ids[ref_off[j]:ref_off[j + 1]])
-            prev = i + 1
-        parts.append(ids[offsets[prev]:])
-        lengths = lengths.copy()
-        lengths[special] = ref_len
-        return np.concatenate(parts), lengths
-
-    def _sample_ok(self, texts, ids, lengths) -> bool:
-        n = len(texts)
-        first = (-self.checked) % self.check_stride
-        picks = list(range(first, n, self.check_stride))
-        self.checked += n
-        if not picks:
-            return True
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        ref_ids, ref_len = self.encode_ref([texts[i] for i in picks])
-        ref_off = np.concatenate([[0], np.cumsum(ref_len)])
-        for j, i in enumerate(picks):
-            if not np.array_equal(ids[offsets[i]:offsets[i + 1]], ref_ids[ref_off[j]:ref_off[j + 1]]):
-                return False
-        return True
-
-    def decode(self, ids) -> str:
-        return self.ref.decode([int(i) for i in ids], skip_special_tokens=False)

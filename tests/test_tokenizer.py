@@ -11,8 +11,9 @@ from conftest import DOLMA2_TOKENIZER, OLMO_TOKENIZER
 from tokenizers import Tokenizer
 
 from instmix.config import TokenizerSpec
+from instmix.encoder import Encoder
 from instmix.errors import ConfigError
-from instmix.tokenizer import Encoder, choose_dtype, load_tokenizer_info
+from instmix.tokenizer import choose_dtype, load_tokenizer_info
 
 
 def info_for(path, **kw):
@@ -59,9 +60,9 @@ def test_choose_dtype_edges():
 @pytest.mark.parametrize("path", [OLMO_TOKENIZER, DOLMA2_TOKENIZER])
 def test_fast_backend_gives_reference_ids_on_real_text(path, real_docs, paragraphs):
     info = info_for(path)
-    fast = Encoder(info, backend="tokie", check_rate=0)
+    fast = Encoder(info, backend="tiktoken", check_rate=0)
     ref = Encoder(info, backend="hf")
-    assert fast.backend == "tokie" and ref.backend == "hf"
+    assert fast.backend == "tiktoken" and ref.backend == "hf"
     texts = [d["text"] for d in real_docs] + paragraphs[:2000] + [
         "x <|endoftext|> y", "tabs\t\tand  spaces  ", "émoji 🙂 and 中文"]
     ids_f, len_f = fast.encode(texts)
@@ -72,30 +73,50 @@ def test_fast_backend_gives_reference_ids_on_real_text(path, real_docs, paragrap
 
 def test_special_token_strings_are_encoded_as_text_by_both_backends():
     info = info_for(OLMO_TOKENIZER)
-    for backend in ("hf", "tokie"):
+    for backend in ("hf", "tiktoken"):
         ids, lengths = Encoder(info, backend=backend).encode(["a <|endoftext|> b", "plain"])
         assert 50279 not in ids.tolist()
         assert lengths.tolist()[1] == 1
 
 
 class _WrongFast:
-    """A fast tokenizer that drops the last id of every document (a broken backend)."""
+    """A fast backend that drops the last id of every document (a broken backend)."""
 
     def __init__(self, ref):
         self.ref = ref
 
-    def encode_batch_flat(self, texts, add_special_tokens=False):
+    def encode(self, texts):
         encs = [self.ref.encode(t, add_special_tokens=False).ids[:-1] for t in texts]
         return (np.array([i for e in encs for i in e], dtype=np.uint32),
-                np.array([len(e) for e in encs], dtype=np.uint64))
+                np.array([len(e) for e in encs], dtype=np.int64))
 
 
 def test_sampled_check_falls_back_to_reference_on_mismatch(paragraphs):
     info = info_for(OLMO_TOKENIZER)
-    enc = Encoder(info, backend="tokie", check_rate=0.1)
+    enc = Encoder(info, backend="tiktoken", check_rate=0.1)
     enc.fast = _WrongFast(enc.ref)
     texts = paragraphs[:50]
     ids, lengths = enc.encode(texts)
     ref_ids, ref_len = Encoder(info, backend="hf").encode(texts)
     assert np.array_equal(ids, ref_ids) and np.array_equal(lengths, ref_len)
     assert enc.backend == "hf" and enc.fallbacks == 1
+
+
+def test_unsupported_tokenizers_use_the_reference(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "hello": 1, "</s>": 2}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    path = tmp_path / "wordlevel.json"
+    tok.save(str(path))
+    info = info_for(str(path))
+    assert Encoder(info).backend == "hf"
+    with pytest.raises(Exception, match="tiktoken backend unusable"):
+        Encoder(info, backend="tiktoken")
+    ids, lengths = Encoder(info).encode(["hello hello", "nope"])
+    assert ids.tolist() == [1, 1, 0] and lengths.tolist() == [2, 1]
+
+
+def test_auto_backend_is_tiktoken_for_olmo_tokenizers(bos_tokenizer):
+    for path in (OLMO_TOKENIZER, DOLMA2_TOKENIZER, bos_tokenizer):
+        assert Encoder(info_for(path)).backend == "tiktoken"

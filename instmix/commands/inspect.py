@@ -8,6 +8,7 @@ def register(sub) -> None:
     p.add_argument("build", help="build folder (holds manifest.json)")
     p.add_argument("-n", "--docs", type=int, default=3, help="documents to decode (default 3)")
     p.add_argument("--source", help="only documents of this source")
+    p.add_argument("--no-summary", action="store_true", help="only the documents")
     p.add_argument("--chars", type=int, default=400,
                    help="show at most this many characters per document (0: all)")
     p.set_defaults(func=run)
@@ -19,7 +20,8 @@ def run(args) -> int:
     from ..summary import print_summary
 
     m = load_manifest(args.build)
-    print_summary(m.data, title=m.root)
+    if not args.no_summary:
+        print_summary(m.data, title=m.root)
     for doc in decoded_documents(m, args.docs, args.source):
         text = doc["text"]
         if args.chars and len(text) > args.chars:

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: set up .venv if needed, then lint and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"
