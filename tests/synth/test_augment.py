@@ -9,19 +9,20 @@ import time
 
 import pytest
 import yaml
-from synth_helpers import read_parts, sample_texts, write_jsonl
-from synth_scripted import Crash
 
 from instmix.errors import ConfigError
 from instmix.synth.config import load_augment_config
 from instmix.synth.runner import RunContext, augment
 
+from .synth_helpers import read_parts, sample_texts, write_jsonl
+from .synth_scripted import Crash
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds package synth
 
 
-def config(tmp, tokdir, out="out", *, engine="synth_scripted:ScriptedEngine", model="scripted",
-           n=24, rounds=2, **synth):
+def config(tmp, tokdir, out="out", *, engine="synth.synth_scripted:ScriptedEngine",
+           model="scripted", n=24, rounds=2, **synth):
     inp = tmp / "in.jsonl"
     if not inp.exists():
         texts = sample_texts(n)
@@ -106,7 +107,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_model, engine):
     cfg_path = tmp_path / "augment.yaml"
     cfg_path.write_text(yaml.safe_dump(data))
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, ROOT])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}
     cmd = [sys.executable, "-m", "instmix", "augment", str(cfg_path), "--no-progress"]
 
     def parts():

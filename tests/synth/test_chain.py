@@ -4,9 +4,6 @@ the model (its output is a known function of the prompt)."""
 import math
 
 import pytest
-import synth_scripted
-from synth_helpers import sample_texts
-from synth_scripted import ScriptedEngine, script
 
 from instmix.errors import InstmixError
 from instmix.synth import build_prompt, parse_pairs
@@ -14,10 +11,14 @@ from instmix.synth.block import BlockEnd, BlockInput, BlockJob, Part, Settings, 
 from instmix.synth.config import SynthesizerConfig
 from instmix.synth.engines.base import Request, Result, run_batches
 
+from . import synth_scripted
+from .synth_helpers import sample_texts
+from .synth_scripted import ScriptedEngine, script
+
 
 def run_block(tokdir, texts, rounds, *, batch_size=4, per_part=1, options=None,
               max_model_len=1024, done=None):
-    synth = SynthesizerConfig(engine="synth_scripted:ScriptedEngine", model="scripted",
+    synth = SynthesizerConfig(engine="synth.synth_scripted:ScriptedEngine", model="scripted",
                               tokenizer=tokdir, max_model_len=max_model_len,
                               max_new_tokens=64, batch_size=batch_size,
                               options=options or {})

@@ -5,7 +5,6 @@ import json
 import os
 
 import pytest
-from synth_helpers import read_parts, sample_texts, write_jsonl
 
 import instmix
 from instmix.config import SourceConfig
@@ -17,12 +16,14 @@ from instmix.synth.kind import AugmentedKind
 from instmix.synth.runner import augment
 from instmix.synth.templates import render_chain
 
+from .synth_helpers import read_parts, sample_texts, write_jsonl
+
 
 @pytest.fixture
 def augmented(tmp_path, tiny_tokenizer):
     write_jsonl(tmp_path / "in.jsonl", sample_texts(14))
     cfg = load_augment_config({
-        "synthesizer": {"engine": "synth_scripted:ScriptedEngine", "model": "scripted",
+        "synthesizer": {"engine": "synth.synth_scripted:ScriptedEngine", "model": "scripted",
                         "tokenizer": tiny_tokenizer, "max_model_len": 2048,
                         "max_new_tokens": 64, "batch_size": 2},
         "rounds": 3, "block_size": 7, "checkpoint_every": 2,

@@ -5,10 +5,11 @@ import os
 import shutil
 
 import pytest
-from synth_helpers import sample_texts, write_jsonl
 
 from instmix.synth.config import load_augment_config
 from instmix.synth.runner import augment
+
+from .synth_helpers import sample_texts, write_jsonl
 
 pytest.importorskip("ray")
 
