@@ -14,6 +14,8 @@ COMMAND_MODULES = (
     "instmix.commands.build",
     "instmix.commands.inspect",
     "instmix.commands.verify",
+    "instmix.commands.augment",
+    "instmix.commands.templify",
 )
 
 

@@ -1,0 +1,55 @@
+"""Augment inputs: documents in source order, blocks of them, and the run's fingerprint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .config import AugmentConfig
+
+
+def iter_documents(cfg: AugmentConfig, skipped: dict) -> Iterator[tuple[str, str]]:
+    """``(source_id, text)`` of every document, in source and file order."""
+    from ..builder import source_units
+    from ..kinds import get_kind
+
+    for i, src in enumerate(cfg.sources):
+        kind = get_kind(src.kind)
+        stats = skipped.setdefault(src.name, {})
+        for paths, label in source_units(src, cfg.where, i):
+            for doc in kind.documents(src, paths, label, skip_bad=cfg.skip_bad_records,
+                                      stats=stats):
+                yield f"{src.name}/{doc.id}", doc.text
+
+
+def iter_blocks(docs: Iterator[tuple[str, str]], size: int
+                ) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    block: list[tuple[str, str]] = []
+    k = 0
+    for doc in docs:
+        block.append(doc)
+        if len(block) == size:
+            yield k, block
+            block, k = [], k + 1
+    if block:
+        yield k, block
+
+
+def plan_fingerprint(cfg: AugmentConfig) -> dict:
+    """Everything that decides which entries exist and which part holds them."""
+    from ..builder import source_units
+    from ..cache import format_key, hash_input
+    from ..tokenizer import sha256_file, tokenizer_json_path
+
+    s = cfg.synthesizer
+    sources = []
+    for i, src in enumerate(cfg.sources):
+        units = source_units(src, cfg.where, i)
+        sources.append({"name": src.name, "format": format_key(src),
+                        "inputs": [[label, [hash_input(p) for p in paths]]
+                                   for paths, label in units]})
+    return {"format": "instmix-augment", "version": 1, "rounds": cfg.rounds,
+            "block_size": cfg.block_size, "checkpoint_every": cfg.checkpoint_every,
+            "batch_size": s.batch_size, "max_model_len": s.max_model_len,
+            "max_new_tokens": s.max_new_tokens,
+            "tokenizer_sha256": sha256_file(tokenizer_json_path(s.tokenizer)),
+            "sources": sources}

@@ -1,0 +1,177 @@
+"""``instmix augment`` end to end: the transformers engine with a tiny model, checkpoints,
+resume after a crash and after ``kill -9``, ranks, stats, config errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from instmix.errors import ConfigError
+from instmix.synth.config import load_augment_config
+from instmix.synth.runner import RunContext, augment
+
+from .synth_helpers import read_parts, sample_texts, write_jsonl
+from .synth_scripted import Crash
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds package synth
+
+
+def config(tmp, tokdir, out="out", *, engine="synth.synth_scripted:ScriptedEngine",
+           model="scripted", n=24, rounds=2, **synth):
+    inp = tmp / "in.jsonl"
+    if not inp.exists():
+        texts = sample_texts(n)
+        texts[3] = "Long " + " ".join(["the river reaches the sea"] * 60)  # gets split
+        write_jsonl(inp, texts)
+    s = {"engine": engine, "model": model, "tokenizer": tokdir, "max_model_len": 256,
+         "max_new_tokens": 32, "batch_size": 2, **synth}
+    return {"synthesizer": s, "rounds": rounds, "block_size": 10, "checkpoint_every": 4,
+            "sources": [{"name": "web", "paths": ["in.jsonl"]}], "output": out}
+
+
+def load(tmp, data):
+    return load_augment_config(data, base_dir=str(tmp))
+
+
+def test_end_to_end_with_transformers_engine(tmp_path, tiny_model):
+    data = config(tmp_path, tiny_model, engine="transformers", model=tiny_model, threads=1)
+    cfg = load(tmp_path, data)
+    stats = augment(cfg)
+    parts = read_parts(cfg.output)
+    entries = [e for es in parts.values() for e in es]
+    ids = [e["id"] for e in entries]
+    assert len(ids) == len(set(ids)) == stats["totals"]["texts"]
+    assert stats["totals"]["docs"] == 24 and stats["totals"]["split_docs"] == 1
+    assert {e["source_id"] for e in entries} == {f"web/in.jsonl:{i}" for i in range(1, 25)}
+    assert any(i.endswith("#1") for i in ids)  # the long text became segments
+    for e in entries:
+        assert set(e) >= {"id", "source_id", "chain_id", "round", "context", "pairs", "status"}
+        assert e["prompt_tokens"] <= 256 - 32
+        assert 0 < e["output_tokens"] <= 32
+        assert e["status"] in ("ok", "no_pairs")
+    assert stats["complete"] and stats["blocks_done"] == stats["blocks_total"] == 3
+    s = stats["sessions"][-1]
+    assert s["texts"] == len(ids) and s["generated_tokens"] == sum(
+        e["output_tokens"] for e in entries) and s["generated_tokens_per_s"] > 0
+    assert sum(stats["totals"]["pairs_per_text"].values()) == len(ids)
+    # a rerun of a finished run generates nothing and changes no file
+    before = {n: os.path.getmtime(os.path.join(cfg.output, n)) for n in parts}
+    again = augment(cfg)
+    assert again["totals"] == stats["totals"] and len(again["sessions"]) == 2
+    assert again["sessions"][-1]["texts"] == 0
+    assert {n: os.path.getmtime(os.path.join(cfg.output, n)) for n in parts} == before
+
+
+def test_stats_count_pairs_kinds_and_drops(tmp_path, tiny_tokenizer):
+    data = config(tmp_path, tiny_tokenizer, options={"silent_on": "Text5"})
+    stats = augment(load(tmp_path, data))
+    t = stats["totals"]
+    texts = t["texts"]
+    assert t["status"] == {"ok": texts - 1, "no_pairs": 1}
+    assert t["pairs_per_text"] == {"0": 1, "2": texts - 1}
+    assert t["pair_kinds"] == {"qa": 2 * (texts - 1)}
+    assert t["parse_drops"] == {"truncated": 1}
+    assert t["chains"] + t["continued_chains"] == texts
+
+
+def _files(folder):
+    return {n: open(os.path.join(folder, n), "rb").read()
+            for n in sorted(os.listdir(folder)) if n.endswith(".jsonl.zst")}
+
+
+def test_crash_then_resume_equals_uninterrupted(tmp_path, tiny_tokenizer):
+    ref = load(tmp_path, config(tmp_path, tiny_tokenizer, out="ref", rounds=3))
+    augment(ref)
+    for crash in (3, 5, 4):  # crash three times at different points, resuming each time
+        data = config(tmp_path, tiny_tokenizer, out="run", rounds=3,
+                      options={"crash_after": crash})
+        with pytest.raises(Crash):
+            augment(load(tmp_path, data))
+    stats = augment(load(tmp_path, config(tmp_path, tiny_tokenizer, out="run", rounds=3)))
+    assert _files(str(tmp_path / "run")) == _files(ref.output)
+    assert stats["complete"]
+
+
+@pytest.mark.parametrize("engine", ["scripted", "transformers"])
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_model, engine):
+    if engine == "scripted":
+        kw = {"options": {"delay": 0.03}}
+    else:
+        kw = {"engine": "transformers", "model": tiny_model, "threads": 1}
+    data = config(tmp_path, tiny_model, out="killed", n=60, **kw)
+    cfg_path = tmp_path / "augment.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}
+    cmd = [sys.executable, "-m", "instmix", "augment", str(cfg_path), "--no-progress"]
+
+    def parts():
+        return [n for n in os.listdir(out) if n.endswith(".jsonl.zst")] if out.exists() else []
+
+    for wanted in (2, 9):
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while len(parts()) < wanted and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ref = load(tmp_path, {**data, "output": "ref"})
+    augment(ref)
+    assert _files(str(out)) == _files(ref.output)
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+
+
+def test_ranks_share_the_blocks(tmp_path, tiny_tokenizer):
+    whole = load(tmp_path, config(tmp_path, tiny_tokenizer, out="whole"))
+    augment(whole)
+    split = load(tmp_path, config(tmp_path, tiny_tokenizer, out="split"))
+    first = augment(split, ctx=RunContext(0, 2))
+    assert not first["complete"] and first["blocks_done"] == 2
+    last = augment(split, ctx=RunContext(1, 2))
+    assert last["complete"]
+    assert _files(split.output) == _files(whole.output)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_tokenizer):
+    augment(load(tmp_path, config(tmp_path, tiny_tokenizer)))
+    changed = load(tmp_path, config(tmp_path, tiny_tokenizer, rounds=3))
+    with pytest.raises(ConfigError, match="differs in: rounds"):
+        augment(changed)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"roundz": 2}, "roundz: unknown key (did you mean 'rounds'?)"),
+    ({"rounds": 0}, "rounds: must be >= 1"),
+    ({"synthesizer": {"engine": "vllm", "model": "m", "concurrency": 4}},
+     "synthesizer.concurrency: only read by engine openai, not vllm"),
+    ({"synthesizer": {"engine": "openai", "model": "m"}}, "synthesizer.tokenizer: missing"),
+    ({"synthesizer": {"engine": "gpt", "model": "m"}}, "synthesizer.engine: expected one of"),
+    ({"synthesizer": {"engine": "vllm", "model": "m", "max_model_len": 400,
+                      "max_new_tokens": 390}}, "leaves 10 tokens for the prompt"),
+    ({"sources": [{"name": "a", "paths": ["x.jsonl"], "kind": "augmented"}]},
+     "sources[0].kind: augment reads raw text"),
+    ({"ray": {"replicas": 0}}, "ray.replicas: must be >= 1"),
+])
+def test_config_errors_name_the_key(tmp_path, tiny_tokenizer, change, message):
+    data = {**config(tmp_path, tiny_tokenizer), **change}
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, data)
+    assert message in str(e.value) and str(e.value).startswith("<dict>: ")
+
+
+def test_cli_prints_one_line_errors(tmp_path):
+    bad = tmp_path / "a.yaml"
+    bad.write_text("synthesizer: {engine: vllm}\nsources: []\noutput: o\n")
+    r = subprocess.run([sys.executable, "-m", "instmix", "augment", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "sources: expected a non-empty list" in r.stderr
