@@ -128,14 +128,36 @@ def plan_mixture(cfg: BuildConfig, pools: list[SourcePool]
 def write_shards(stage: str, cfg: BuildConfig, info: TokenizerInfo, pools: list[SourcePool],
                  draws: list[np.ndarray], src: np.ndarray, pos: np.ndarray,
                  progress: Progress) -> list:
+    """Write the mixture. ``interleaved``: one shard set in schedule order. ``per_source``:
+    ``sources/<name>/`` per source, each in its draw order (for trainers that mix by
+    themselves, such as OLMo-core source mixtures)."""
     with_mask = any(u.mask is not None for p in pools for u in p.units)
-    writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask)
     located = [p.locate(d) for p, d in zip(pools, draws)]
     names = [p.config.name for p in pools]
     total = int(sum(int(p.lengths[d].sum()) for p, d in zip(pools, draws)))
     bar = progress.bar("write shards", unit="tok", total=total)
+    if cfg.layout == "per_source":
+        shards = []
+        for s in range(len(pools)):
+            if len(draws[s]) == 0:
+                continue
+            folder = os.path.join("sources", names[s])
+            os.makedirs(os.path.join(stage, folder), exist_ok=True)
+            writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask, prefix=folder)
+            _write_docs(writer, pools, located, names, [s] * len(draws[s]),
+                        range(len(draws[s])), bar)
+            shards += writer.close()
+    else:
+        writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask)
+        _write_docs(writer, pools, located, names, src.tolist(), pos.tolist(), bar)
+        shards = writer.close()
+    bar.close()
+    return shards
+
+
+def _write_docs(writer: ShardWriter, pools, located, names, sources, positions, bar) -> None:
     done = 0
-    for s, j in zip(src.tolist(), pos.tolist()):
+    for s, j in zip(sources, positions):
         unit_no, local = located[s]
         unit = pools[s].units[unit_no[j]]
         i = int(local[j])
@@ -147,8 +169,6 @@ def write_shards(stage: str, cfg: BuildConfig, info: TokenizerInfo, pools: list[
             bar.update(done)
             done = 0
     bar.update(done)
-    bar.close()
-    return writer.close()
 
 
 def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list[np.ndarray],
@@ -190,6 +210,7 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None) -> dict:
             "documents": sum(s.documents for s in shards),
             "requested_tokens": cfg.total_tokens,
             "ratio_by": cfg.ratio_by,
+            "layout": cfg.layout,
             "sources": source_summary(pools, plans, draws, total),
             "shards": [s.manifest_dict() for s in shards],
         }

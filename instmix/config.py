@@ -22,6 +22,7 @@ BACKENDS = ("auto", "hf", "tiktoken")
 DTYPES = ("auto", "uint16", "uint32")
 LOSS_MODES = ("all", "responses", "none")
 RATIO_BY = ("tokens", "loss_tokens")
+LAYOUTS = ("interleaved", "per_source")
 
 
 def _check_keys(where: str, prefix: str, data: Mapping, allowed: set[str]) -> None:
@@ -180,6 +181,7 @@ class BuildConfig:
     cache_dir: str | None = None
     skip_bad_records: bool = False
     ratio_by: str = "tokens"
+    layout: str = "interleaved"
     batch_bytes: int = 8 << 20
     where: str = "<dict>"
 
@@ -252,6 +254,7 @@ def load_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = N
                                                                           cache_dir)),
         skip_bad_records=skip,
         ratio_by=_choice(where, "ratio_by", data.get("ratio_by", "tokens"), RATIO_BY),
+        layout=_choice(where, "layout", data.get("layout", "interleaved"), LAYOUTS),
         batch_bytes=_number(where, "batch_bytes", data.get("batch_bytes", 8 << 20), minimum=1,
                             integer=True),
         where=where,

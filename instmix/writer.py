@@ -52,9 +52,11 @@ class ShardStats:
 
 
 class _Shard:
-    def __init__(self, folder: str, index: int, dtype: np.dtype, with_mask: bool):
-        self.stats = ShardStats(f"part-{index:05d}.npy")
-        base = os.path.join(folder, f"part-{index:05d}")
+    def __init__(self, folder: str, index: int, dtype: np.dtype, with_mask: bool,
+                 prefix: str = ""):
+        rel = os.path.join(prefix, f"part-{index:05d}")
+        self.stats = ShardStats(rel + ".npy")
+        base = os.path.join(folder, rel)
         self.tok = open(base + ".npy", "wb", buffering=1 << 20)
         self.sha = hashlib.sha256()
         self.gz = gzip.GzipFile(base + ".csv.gz", "wb", mtime=0)  # mtime=0: stable bytes
@@ -62,7 +64,7 @@ class _Shard:
         self.csv = csv.writer(self.text, lineterminator="\n")
         self.mask = self.mask_sha = None
         if with_mask:
-            self.stats.mask, self.stats.mask_sha256 = f"part-{index:05d}.mask", ""
+            self.stats.mask, self.stats.mask_sha256 = rel + ".mask", ""
             self.mask = open(base + ".mask", "wb", buffering=1 << 20)
             self.mask_sha = hashlib.sha256()
         self.dtype = dtype
@@ -97,8 +99,10 @@ class _Shard:
 class ShardWriter:
     """Append documents; a new shard starts when the next document would overflow."""
 
-    def __init__(self, folder: str, dtype: str, shard_tokens: int, with_mask: bool):
+    def __init__(self, folder: str, dtype: str, shard_tokens: int, with_mask: bool,
+                 prefix: str = ""):
         self.folder = folder
+        self.prefix = prefix
         self.dtype = np.dtype(dtype)
         self.shard_tokens = shard_tokens
         self.with_mask = with_mask
@@ -110,7 +114,8 @@ class ShardWriter:
         if cur is None or (cur.stats.tokens and cur.stats.tokens + len(tokens) > self.shard_tokens):
             if cur is not None:
                 self.shards.append(cur.close())
-            cur = self._cur = _Shard(self.folder, len(self.shards), self.dtype, self.with_mask)
+            cur = self._cur = _Shard(self.folder, len(self.shards), self.dtype, self.with_mask,
+                                     self.prefix)
         cur.add(tokens, mask, doc_id, src)
 
     def close(self) -> list[ShardStats]:

@@ -225,3 +225,23 @@ def test_rebuild_replaces_previous_build(tmp_path, paragraphs):
     assert sorted(f for f in files if f.endswith(".npy")) == \
         sorted(s["path"] for s in second["shards"])
     verify(cfg["output"])
+
+
+def test_per_source_layout_keeps_each_source_in_draw_order(tmp_path, two_sources):
+    raw, orca, _ = two_sources
+    srcs = [{"name": "raw", "paths": [raw]},
+            {"name": "orca", "paths": [orca], "kind": "openorca", "max_repetition": 3}]
+    inter = build(config(tmp_path, srcs, output=str(tmp_path / "i")))
+    per = build(config(tmp_path, srcs, output=str(tmp_path / "p"), layout="per_source",
+                       shard_tokens=20_000))
+    assert per["layout"] == "per_source"
+    assert per["sources"] == inter["sources"]  # the same plan, another layout
+    for s in per["shards"]:
+        (name,) = s["sources"]
+        assert s["path"].startswith(f"sources/{name}/part-")
+    verify(str(tmp_path / "p"))
+    # each source's documents, in the same (draw) order as within the interleaved build
+    for name in ("raw", "orca"):
+        a = [d.id for d in iter_build_documents(str(tmp_path / "i")) if d.src == name]
+        b = [d.id for d in iter_build_documents(str(tmp_path / "p")) if d.src == name]
+        assert a == b
