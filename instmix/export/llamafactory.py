@@ -1,0 +1,372 @@
+"""LLaMA-Factory (0.9.x, pre-training stage ``pt``): two routes.
+
+(a) Token-exact: a ``datasets`` ``save_to_disk`` folder with one ``input_ids`` column,
+    referenced by ``tokenized_path``. LLaMA-Factory loads such a folder as it is and ignores
+    its other data settings (no re-tokenizing, no packing, no EOS added), so the training rows
+    are exactly ours. Rows are ``seq_len`` blocks of the build's token stream, in order,
+    across shard boundaries, the last block shorter (default), or one row per document.
+(b) Text: each source's documents, decoded from the build, as ``<source>.jsonl`` with a
+    ``dataset_info.json`` (``columns: {prompt: text}``), and ``interleave_probs`` converted
+    from the built token shares to per-document probabilities (see :mod:`.interleave`).
+
+Facts this follows (llamafactory 0.9.5): pt tokenizes ``text + eos_token`` without special
+tokens and, with packing (the pt default), concatenates each preprocessing batch and cuts it
+into ``cutoff_len`` blocks, dropping each batch's tail; an explicit ``packing: true``
+shortens blocks to ``cutoff_len - 1``; its collator trains on every non-pad token, so loss
+masks cannot be expressed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..shards import open_tokens, read_index
+from .facts import BuildFacts, load_facts
+from .files import swap_in, temp_dir_beside, write_atomic, write_report, yaml_block
+from .interleave import (
+    doc_probabilities,
+    expected_token_shares,
+    round_probabilities,
+    simulate_interleave_under,
+)
+from .options import ExportOptions, ExportResult
+
+TOKENIZED_DIR = "tokenized"
+TEXT_DIR = "text"
+TOKENIZED_YAML = "llamafactory_pt_tokenized.yaml"
+TEXT_YAML = "llamafactory_pt_text.yaml"
+ROUTES = ("tokenized", "text")
+ROWS = ("blocks", "documents")
+MODEL_PLACEHOLDER = "EDIT-ME: a model whose tokenizer is the build's"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlamaFactoryOptions(ExportOptions):
+    """``seq_len`` is ``cutoff_len``; ``rows``: ``blocks`` or ``documents`` for route (a);
+    ``model``/``template`` fill ``model_name_or_path``/``template`` in the recipes;
+    ``decimals`` of ``interleave_probs``; ``sim_runs`` of the interleave simulation."""
+
+    seq_len: int = 2048
+    rows: str = "blocks"
+    routes: tuple[str, ...] = ROUTES
+    model: str | None = None
+    template: str | None = None
+    decimals: int = 6
+    sim_runs: int = 200
+    where: str = "export llamafactory"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.rows not in ROWS:
+            raise ConfigError(self.where, "rows", f"expected one of {', '.join(ROWS)}; "
+                              f"got {self.rows!r}")
+        bad = [r for r in self.routes if r not in ROUTES]
+        if bad or not self.routes:
+            raise ConfigError(self.where, "routes", f"expected some of {', '.join(ROUTES)}; "
+                              f"got {', '.join(map(repr, self.routes)) or 'none'}")
+        if not isinstance(self.decimals, int) or not 2 <= self.decimals <= 12:
+            raise ConfigError(self.where, "decimals", f"expected 2..12, got {self.decimals!r}")
+        if not isinstance(self.sim_runs, int) or self.sim_runs < 0:
+            raise ConfigError(self.where, "sim_runs", f"expected >= 0, got {self.sim_runs!r}")
+
+
+# ---------------------------------------------------------------- route (a): token-exact
+
+def _blocks(paths: list[str], dtype: str, seq_len: int):
+    """``seq_len`` blocks of the concatenated files; the last one may be shorter."""
+    carry = np.zeros(0, dtype=np.int64)
+    for path in paths:
+        tokens = open_tokens(path, dtype)
+        pos = 0
+        if len(carry):
+            take = min(seq_len - len(carry), len(tokens))
+            carry = np.concatenate([carry, tokens[:take]])
+            pos = take
+            if len(carry) < seq_len:
+                continue
+            yield {"input_ids": carry.tolist()}
+            carry = np.zeros(0, dtype=np.int64)
+        while pos + seq_len <= len(tokens):
+            yield {"input_ids": tokens[pos:pos + seq_len].tolist()}
+            pos += seq_len
+        carry = np.asarray(tokens[pos:], dtype=np.int64)
+    if len(carry):
+        yield {"input_ids": carry.tolist()}
+
+
+def _documents(paths: list[str], dtype: str):
+    for path in paths:
+        tokens = open_tokens(path, dtype)
+        idx = read_index(path)
+        for a, b in zip(idx.start.tolist(), idx.end.tolist()):
+            yield {"input_ids": tokens[a:b].tolist()}
+
+
+def write_tokenized(facts: BuildFacts, opts: LlamaFactoryOptions, dest: str) -> int:
+    """Write the ``save_to_disk`` folder ``dest`` atomically; return its row count."""
+    import datasets
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar
+
+    # A tuple: datasets splits list-valued gen_kwargs into shards, one generator call each,
+    # which would restart the blocks at every file.
+    paths = tuple(f.path for f in facts.shards)
+    if opts.rows == "blocks":
+        gen, kwargs = _blocks, {"paths": paths, "dtype": facts.dtype, "seq_len": opts.seq_len}
+    else:
+        gen, kwargs = _documents, {"paths": paths, "dtype": facts.dtype}
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
+    tmp = temp_dir_beside(dest)
+    cache = os.path.join(tmp, ".cache")
+    disable_progress_bar()
+    try:
+        ds = datasets.Dataset.from_generator(gen, gen_kwargs=kwargs, features=features,
+                                             cache_dir=cache)
+        rows = len(ds)
+        ds.save_to_disk(os.path.join(tmp, "data"))
+        del ds
+        shutil.rmtree(cache, ignore_errors=True)
+        data = os.path.join(tmp, "data")
+        for name in os.listdir(data):
+            os.rename(os.path.join(data, name), os.path.join(tmp, name))
+        os.rmdir(data)
+        swap_in(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        enable_progress_bar()
+    return rows
+
+
+# ---------------------------------------------------------------- route (b): text
+
+@dataclass(frozen=True)
+class TextMix:
+    """Per used source: documents, mean length in LLaMA-Factory tokens (ours minus BOS),
+    target token share, ``interleave_probs`` strings and the shares those give."""
+
+    names: list[str]
+    documents: list[int]
+    mean_tokens: list[float]
+    target: list[float]
+    probs: list[str]
+    expected: list[float]
+
+    @property
+    def rounding_error(self) -> float:
+        return float(max(abs(e - t) for e, t in zip(self.expected, self.target)))
+
+
+def doc_lengths(facts: BuildFacts) -> dict[str, list[np.ndarray]]:
+    """Per source, its documents' lengths in stream order (BOS not counted)."""
+    bos = int(facts.bos_token_id is not None)
+    out: dict[str, list[np.ndarray]] = {s.name: [] for s in facts.used_sources}
+    for f in facts.shards:
+        idx = read_index(f.path)
+        lengths = idx.end - idx.start - bos
+        src = np.asarray(idx.src)
+        for name in out:
+            out[name].append(lengths[src == name])
+    return out
+
+
+def text_mix(facts: BuildFacts, lengths: dict[str, np.ndarray], decimals: int) -> TextMix:
+    names = [s.name for s in facts.used_sources]
+    docs = [len(lengths[n]) for n in names]
+    tokens = [int(lengths[n].sum()) for n in names]
+    mean = [t / d for t, d in zip(tokens, docs)]
+    target = [t / sum(tokens) for t in tokens]
+    probs = round_probabilities(doc_probabilities(target, mean), decimals)
+    expected = expected_token_shares([float(p) for p in probs], mean).tolist()
+    return TextMix(names, docs, mean, target, probs, expected)
+
+
+def write_text(facts: BuildFacts, dest: str, batch: int = 2048) -> dict[str, str]:
+    """Decode every document of the build into ``dest/<source>.jsonl`` (``{"text": ...}``,
+    in stream order, repetitions included) and write ``dataset_info.json``."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(facts.tokenizer_path)
+    bos = int(facts.bos_token_id is not None)
+    names = [s.name for s in facts.used_sources]
+    tmp = temp_dir_beside(dest)
+    try:
+        files = {n: open(os.path.join(tmp, f"{n}.jsonl"), "w", encoding="utf-8") for n in names}
+        for f in facts.shards:
+            tokens = open_tokens(f.path, facts.dtype)
+            idx = read_index(f.path)
+            for lo in range(0, len(idx), batch):
+                hi = min(lo + batch, len(idx))
+                ids = [tokens[a + bos:b - 1].tolist() for a, b in
+                       zip(idx.start[lo:hi].tolist(), idx.end[lo:hi].tolist())]
+                texts = tok.decode_batch(ids, skip_special_tokens=False)
+                for src, text in zip(idx.src[lo:hi], texts):
+                    files[src].write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        for fh in files.values():
+            fh.close()
+        info = {n: {"file_name": f"{n}.jsonl", "columns": {"prompt": "text"}} for n in names}
+        with open(os.path.join(tmp, "dataset_info.json"), "w", encoding="utf-8") as fh:
+            json.dump(info, fh, indent=2)
+            fh.write("\n")
+        swap_in(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {n: os.path.join(dest, f"{n}.jsonl") for n in names}
+
+
+# ---------------------------------------------------------------- recipes
+
+def _base_args(opts: LlamaFactoryOptions) -> dict:
+    args = {"model_name_or_path": opts.model or MODEL_PLACEHOLDER, "stage": "pt",
+            "do_train": True, "finetuning_type": "full"}
+    if opts.template:
+        args["template"] = opts.template
+    return args
+
+
+def _train_args(out: str, name: str) -> dict:
+    return {"output_dir": os.path.join(out, "saves", name), "overwrite_output_dir": True,
+            "per_device_train_batch_size": 1, "gradient_accumulation_steps": 8,
+            "learning_rate": 1.0e-4, "num_train_epochs": 1.0, "lr_scheduler_type": "cosine",
+            "logging_steps": 10, "save_steps": 500, "report_to": "none"}
+
+
+def _tokenizer_comment(facts: BuildFacts) -> list[str]:
+    return [f"# The model's tokenizer must be the build's: vocab {facts.vocab_size:,}, "
+            f"EOS {facts.eos_token_id} ({facts.eos_token})"
+            + (f", BOS {facts.bos_token_id}" if facts.bos_token_id is not None else "") + ".",
+            f"# Check: instmix export llamafactory {facts.root} --check THIS.yaml"]
+
+
+def tokenized_recipe(facts: BuildFacts, opts: LlamaFactoryOptions, out: str, rows: int) -> str:
+    head = [
+        "# LLaMA-Factory pre-training (stage pt), token-exact route: instmix build",
+        f"#   {facts.root} ({facts.total_tokens:,} tokens)",
+        f"# {TOKENIZED_DIR}/ holds {rows:,} rows of input_ids: "
+        + (f"{opts.seq_len}-token blocks of the build's token stream, in order (the last "
+           "block may be shorter)." if opts.rows == "blocks" else "one document per row."),
+        "# LLaMA-Factory loads a tokenized_path folder as it is and ignores the other data",
+        "# settings (no re-tokenizing, packing or EOS); `dataset` must still be set when",
+        "# do_train is true (any name; it is not read). cutoff_len records the block length.",
+        *_tokenizer_comment(facts),
+        "# Run: llamafactory-cli train THIS.yaml",
+    ]
+    if facts.has_masks:
+        head.append(f"# NOTE: the build masks the loss ({facts.loss_tokens:,} of "
+                    f"{facts.total_tokens:,} tokens train); LLaMA-Factory's pt stage trains "
+                    "on every token.")
+    args = _base_args(opts)
+    args.update({"dataset": "instmix", "tokenized_path": os.path.join(out, TOKENIZED_DIR),
+                 "cutoff_len": opts.seq_len})
+    args.update(_train_args(out, "tokenized"))
+    return "\n".join(head) + "\n" + yaml_block(args)
+
+
+def text_recipe(facts: BuildFacts, opts: LlamaFactoryOptions, out: str, mix: TextMix,
+                effect) -> str:
+    head = [
+        "# LLaMA-Factory pre-training (stage pt), text route: instmix build",
+        f"#   {facts.root}",
+        f"# {TEXT_DIR}/ holds each source's documents (decoded from the build, repetitions",
+        "# included) and dataset_info.json. LLaMA-Factory mixes DOCUMENTS; interleave_probs",
+        "# below are the built TOKEN shares converted with the mean document lengths:",
+    ]
+    head += ["#   " + line for line in mix_table(mix)]
+    head += _effect_lines(mix, effect, prefix="# ")
+    head += [
+        "# mix_strategy: concat (LLaMA-Factory's default) instead keeps every document once:",
+        "# exactly the built token shares, before packing drops each batch's tail.",
+        "# Do not write `packing: true`: an explicit true shortens blocks to cutoff_len - 1.",
+        *_tokenizer_comment(facts),
+        "# Run: llamafactory-cli train THIS.yaml",
+    ]
+    if facts.has_masks:
+        head.append("# NOTE: the build's loss masks are lost in text form; every token trains.")
+    args = _base_args(opts)
+    args.update({"dataset": ",".join(mix.names), "dataset_dir": os.path.join(out, TEXT_DIR),
+                 "mix_strategy": "interleave_under",
+                 "interleave_probs": ",".join(mix.probs), "cutoff_len": opts.seq_len})
+    args.update(_train_args(out, "text"))
+    return "\n".join(head) + "\n" + yaml_block(args)
+
+
+def mix_table(mix: TextMix) -> list[str]:
+    rows = [("source", "docs", "mean tokens", "token share", "interleave_prob",
+             "expected share")]
+    rows += [(n, f"{mix.documents[i]:,}", f"{mix.mean_tokens[i]:.1f}", f"{mix.target[i]:.4%}",
+              mix.probs[i], f"{mix.expected[i]:.4%}") for i, n in enumerate(mix.names)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                      for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+
+
+def _effect_lines(mix: TextMix, effect, prefix: str = "") -> list[str]:
+    lines = [f"{prefix}residual token-share error from rounding the probabilities: "
+             f"{mix.rounding_error:.2e}"]
+    if effect is None:
+        lines.append(f"{prefix}interleave_under stop: not simulated (too many documents)")
+    else:
+        lines.append(f"{prefix}interleave_under stops at the first exhausted source: over "
+                     f"{effect.runs} simulated runs it keeps {effect.used_fraction_mean:.1%} of "
+                     f"the tokens; max share error median {effect.error_p50:.2%}, "
+                     f"p99 {effect.error_p99:.2%}, worst {effect.error_worst:.2%}")
+    return lines
+
+
+def export_llamafactory(build: str, out: str | None = None, **options) -> ExportResult:
+    opts = LlamaFactoryOptions(**options)
+    facts = load_facts(build)
+    out = os.path.abspath(out or os.path.join(facts.root, "export-llamafactory"))
+    os.makedirs(out, exist_ok=True)
+    result = ExportResult(out)
+    report: dict = {"framework": "llamafactory", "build": facts.root,
+                    "manifest_sha256": facts.manifest_sha256}
+    if "tokenized" in opts.routes:
+        rows = write_tokenized(facts, opts, os.path.join(out, TOKENIZED_DIR))
+        recipe = write_atomic(os.path.join(out, TOKENIZED_YAML),
+                              tokenized_recipe(facts, opts, out, rows))
+        report["tokenized"] = {"dir": TOKENIZED_DIR, "rows": rows, "row_kind": opts.rows,
+                               "seq_len": opts.seq_len,
+                               "tokens": facts.total_tokens, "recipe": TOKENIZED_YAML}
+        result.files += [os.path.join(out, TOKENIZED_DIR), recipe]
+        result.lines += [f"wrote {os.path.join(out, TOKENIZED_DIR)} ({rows:,} rows, "
+                         f"{facts.total_tokens:,} tokens) and {recipe}"]
+    if "text" in opts.routes:
+        per_file = doc_lengths(facts)
+        lengths = {n: np.concatenate(v) for n, v in per_file.items()}
+        mix = text_mix(facts, lengths, opts.decimals)
+        effect = None
+        if opts.sim_runs:
+            effect = simulate_interleave_under([lengths[n] for n in mix.names],
+                                               [float(p) for p in mix.probs], mix.target,
+                                               runs=opts.sim_runs, seed=facts.seed)
+        write_text(facts, os.path.join(out, TEXT_DIR))
+        recipe = write_atomic(os.path.join(out, TEXT_YAML),
+                              text_recipe(facts, opts, out, mix, effect))
+        report["text"] = {
+            "dir": TEXT_DIR, "recipe": TEXT_YAML, "seq_len": opts.seq_len,
+            "datasets": mix.names,
+            "documents": mix.documents, "mean_document_tokens": mix.mean_tokens,
+            "token_shares": mix.target, "interleave_probs": mix.probs,
+            "expected_token_shares": mix.expected, "rounding_error": mix.rounding_error,
+            "interleave_under": None if effect is None else asdict(effect)}
+        result.files += [os.path.join(out, TEXT_DIR), recipe]
+        result.lines += [f"wrote {os.path.join(out, TEXT_DIR)} and {recipe}",
+                         *("  " + x for x in mix_table(mix)),
+                         f"  interleave_probs: {','.join(mix.probs)} "
+                         f"(for token shares {', '.join(f'{t:.2%}' for t in mix.target)})",
+                         *("  " + x for x in _effect_lines(mix, effect))]
+    if facts.has_masks:
+        result.lines.append(f"  note: LLaMA-Factory's pt stage trains on every token; the "
+                            f"build's loss masks ({facts.loss_tokens:,} of "
+                            f"{facts.total_tokens:,} tokens train) are not applied")
+    result.report = report
+    result.files.append(write_report(out, report))
+    return result
