@@ -1,0 +1,141 @@
+"""Runs in the olmo-core venv: ai2-olmo-core 3.0.0 reads an ``instmix export olmo-core``
+folder. Builds the FSL, packed and (per_source builds) source-mixture datasets from the
+exported Python module and YAML files, iterates every instance and asserts that what
+OLMo-core serves is the build's tokens and masks. Prints observations as one JSON line.
+
+usage: check_olmo_core.py EXPORT_DIR BUILD_DIR WORK_DIR
+"""
+
+import importlib.util
+import os
+import sys
+from collections import Counter
+
+import numpy as np
+from olmo_core.data import (
+    NumpyDataLoaderConfig,
+    NumpyFSLDatasetConfig,
+    NumpyPackedFSLDatasetConfig,
+)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from buildfiles import Build, emit  # noqa: E402
+
+
+def load_module(path):
+    spec = importlib.util.spec_from_file_location("olmo_core_data", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def same_config(a, b):
+    for key in ("paths", "label_mask_paths", "sequence_length", "metadata"):
+        assert getattr(a, key, None) == getattr(b, key, None), key
+    assert str(a.dtype) == str(b.dtype) == str(a.get_dtype().__name__)
+    for key in ("vocab_size", "eos_token_id", "pad_token_id", "bos_token_id"):
+        assert getattr(a.tokenizer, key) == getattr(b.tokenizer, key), key
+
+
+def check_chunks(ds, build, seq):
+    """Instance j of file f must be tokens [j*seq, (j+1)*seq) of f (and its mask)."""
+    per_source, loss, n = Counter(), 0, 0
+    for path, (lo, hi) in zip(ds.paths, ds.offsets):
+        shard = build.shard(path)
+        for i in range(lo, hi):
+            item = ds[i]
+            a, b = (i - lo) * seq, (i - lo + 1) * seq
+            got = item["input_ids"].numpy()
+            assert got.tolist() == shard.tokens[a:b].tolist(), f"{path} instance {i - lo}"
+            if shard.mask is not None and "label_mask" in item:
+                m = item["label_mask"].numpy()
+                assert m.tolist() == shard.mask[a:b].tolist(), f"mask {path} {i - lo}"
+                loss += int(m.sum())
+            per_source.update(shard.source_counts(a, b))
+            n += 1
+    return {"instances": n, "per_source": dict(per_source), "loss_tokens": loss,
+            "has_label_mask": "label_mask" in ds[0]}
+
+
+def check_packed(ds, build, seq, pad, eos):
+    """Every document, truncated to seq, is served once, with its mask; the rest is pad."""
+    served, pad_tokens = Counter(), 0
+    for i in range(len(ds)):
+        item = ds[i]
+        ids = item["input_ids"].numpy()
+        mask = item["label_mask"].numpy()
+        pos = 0
+        for n in item["doc_lens"].tolist():
+            seg, mseg = ids[pos:pos + n], mask[pos:pos + n]
+            if pos + n == len(ids) and seg[-1] != eos and np.all(seg == pad) and not mseg.any():
+                pad_tokens += n
+            else:
+                served[(seg.tobytes(), mseg.tobytes())] += 1
+            pos += n
+        assert pos == len(ids) == seq
+    want = Counter()
+    for path in build.paths:
+        for _, tokens, mask in build.shard(path).documents():
+            t = tokens[:seq].astype(np.int64)
+            m = np.ones(len(t), dtype=np.bool_) if mask is None else mask[:seq]
+            want[(t.tobytes(), m.tobytes())] += 1
+    assert served == want, (sum(served.values()), sum(want.values()))
+    return {"instances": len(ds), "documents": sum(served.values()), "pad_tokens": pad_tokens}
+
+
+def check_loader(ds, seq, work_dir):
+    """The trainer's loader (its collator rejects ids outside [0, vocab_size))."""
+    dl = NumpyDataLoaderConfig(global_batch_size=4 * seq, seed=0, work_dir=work_dir,
+                               num_workers=0).build(ds)
+    dl.reshuffle(epoch=1)
+    seen = 0
+    for batch in dl:
+        seen += batch["input_ids"].shape[0]
+    dl.reset()
+    return seen
+
+
+def main(export_dir, build_dir, work_dir):
+    build = Build(build_dir)
+    mod = load_module(os.path.join(export_dir, "olmo_core_data.py"))
+    seq = mod.SEQUENCE_LENGTH
+    out = {"seq": seq}
+
+    fsl_py = mod.fsl_dataset_config(work_dir=os.path.join(work_dir, "fsl"))
+    fsl_yaml = NumpyFSLDatasetConfig.from_yaml(os.path.join(export_dir, "olmo_core_fsl.yaml"),
+                                               overrides=[f"work_dir={work_dir}/fsl"])
+    same_config(fsl_py, fsl_yaml)
+    ds = fsl_yaml.build()
+    ds.prepare()
+    out["fsl"] = check_chunks(ds, build, seq)
+    out["fsl"]["loader_instances"] = check_loader(ds, seq, os.path.join(work_dir, "loader"))
+
+    packed_py = mod.packed_dataset_config(work_dir=os.path.join(work_dir, "packed"),
+                                          generate_doc_lengths=True)
+    packed_yaml = NumpyPackedFSLDatasetConfig.from_yaml(
+        os.path.join(export_dir, "olmo_core_packed.yaml"))
+    same_config(packed_py, packed_yaml)
+    ds = packed_py.build()
+    ds.prepare()
+    out["packed"] = check_packed(ds, build, seq, mod.TOKENIZER.pad_token_id,
+                                 mod.TOKENIZER.eos_token_id)
+
+    mix_yaml = os.path.join(export_dir, "olmo_core_mixture.yaml")
+    if os.path.exists(mix_yaml):
+        cfg = NumpyFSLDatasetConfig.from_yaml(mix_yaml, overrides=[f"work_dir={work_dir}/mix"])
+        py = mod.mixture_dataset_config(work_dir=os.path.join(work_dir, "mix"))
+        assert cfg.source_mixture_config == py.source_mixture_config
+        ds = cfg.build()
+        ds.prepare()
+        out["mixture"] = check_chunks(ds, build, seq)
+        half = mod.TOTAL_TOKENS // 2
+        ds = mod.mixture_dataset_config(work_dir=os.path.join(work_dir, "mix-half"),
+                                        requested_tokens=half).build()
+        ds.prepare()
+        out["mixture_half"] = check_chunks(ds, build, seq)
+        out["mixture_half"]["requested_tokens"] = half
+    emit(out)
+
+
+if __name__ == "__main__":  # prepare() of packed and mixture datasets uses a process pool
+    main(*sys.argv[1:4])

@@ -1,0 +1,89 @@
+"""ai2-olmo-core 3.0.0 serves exactly the build's tokens through the exported configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from instmix.manifest import load_manifest
+from instmix.shards import read_index
+
+from ..conftest import SEQ, export, run_check
+
+CHECK = Path(__file__).with_name("check_olmo_core.py")
+
+
+def served_per_source(build: Path, seq: int) -> dict:
+    """What concatenate-and-chunk serves per source: each file up to its last whole
+    instance, attributed by the .csv.gz document index."""
+    m = load_manifest(str(build))
+    out: dict = {}
+    for shard in m.shards:
+        idx = read_index(m.path(shard["path"]))
+        cut = shard["tokens"] // seq * seq
+        for a, b, src in zip(idx.start.tolist(), idx.end.tolist(), idx.src):
+            if min(b, cut) > a:
+                out[src] = out.get(src, 0) + min(b, cut) - a
+    return out
+
+
+@pytest.fixture(scope="module", params=["inter", "per", "wide"])
+def checked(request, builds, tmp_path_factory):
+    build = builds[request.param]
+    out = tmp_path_factory.mktemp(f"olmo-core-{request.param}")
+    printed = export("olmo-core", build, out / "export", "--seq-len", SEQ)
+    result = run_check("olmo-core", CHECK, out / "export", build, out / "work")
+    return request.param, build, load_manifest(str(build)), result, printed
+
+
+def test_fsl_serves_every_whole_instance_of_every_file(checked):
+    name, build, m, result, _ = checked
+    fsl = result["fsl"]
+    assert fsl["instances"] == sum(s["tokens"] // SEQ for s in m.shards)
+    assert fsl["per_source"] == served_per_source(build, SEQ)
+    # per-source counts from the .csv.gz indexes add up to the manifest's plan
+    for src in m.sources:
+        assert sum(s["sources"].get(src["name"], 0) for s in m.shards) == src["tokens"]
+    # the loader (whose collator rejects ids >= vocab_size) yields whole batches of them
+    assert fsl["loader_instances"] == fsl["instances"] // 4 * 4
+
+
+def test_label_masks_are_applied(checked):
+    name, build, m, result, _ = checked
+    fsl = result["fsl"]
+    if name == "wide":
+        assert not fsl["has_label_mask"]
+        return
+    assert fsl["has_label_mask"]
+    total_loss = sum(s["loss_tokens"] for s in m.shards)
+    assert 0 < fsl["loss_tokens"] <= total_loss < m["total_tokens"]
+
+
+def test_packed_serves_every_document_once(checked):
+    _, _, m, result, _ = checked
+    assert result["packed"]["documents"] == m["documents"]
+
+
+def test_source_mixture_reproduces_the_plan(checked):
+    name, build, m, result, printed = checked
+    if name != "per":
+        assert "mixture" not in result
+        return
+    mix = result["mixture"]
+    # requested_tokens = the build's total: every whole instance of every file, i.e. per
+    # source the plan minus each file's last partial instance (< SEQ tokens per file)
+    assert mix["per_source"] == served_per_source(build, SEQ)
+    for src in m.sources:
+        files = sum(1 for s in m.shards if src["name"] in s["sources"])
+        assert 0 <= src["tokens"] - mix["per_source"][src["name"]] < files * SEQ
+        assert f"{src['name']}: {mix['per_source'][src['name']]:,} of" in printed
+    # a smaller request: int(requested x share) per source, rounded to whole instances per
+    # file and topped up to whole batches (bound: README of integrations/olmo-core)
+    half = result["mixture_half"]
+    paths = len(m.shards)
+    for src in m.sources:
+        files = sum(1 for s in m.shards if src["name"] in s["sources"])
+        want = int(half["requested_tokens"] * src["tokens"] / m["total_tokens"])
+        assert abs(half["per_source"][src["name"]] - want) <= (files + paths) * SEQ
+    assert sum(half["per_source"].values()) >= half["requested_tokens"]
