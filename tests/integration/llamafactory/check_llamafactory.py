@@ -1,0 +1,87 @@
+"""Runs in the llamafactory venv: llamafactory 0.9.5's pre-training (pt) data path loads
+both routes of an ``instmix export llamafactory`` folder, from the exported recipes, with
+the same calls as its ``run_pt`` workflow up to the dataset. Prints one JSON line:
+
+- tokenized: the rows it serves (sha256 of the concatenated ids, count, lengths);
+- text: rows as LLaMA-Factory packs them by default, and per-source tokens of the
+  interleave_under stream, read with packing off (one row per document) and attributed to
+  sources by matching each row against the source files tokenized by LLaMA-Factory's own
+  tokenizer.
+
+usage: check_llamafactory.py EXPORT_DIR WORK_DIR
+"""
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="lf-hf-"))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from llamafactory.data import get_dataset, get_template_and_fix_tokenizer  # noqa: E402
+from llamafactory.hparams import get_train_args  # noqa: E402
+from llamafactory.model import load_tokenizer  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from buildfiles import emit  # noqa: E402
+
+
+def load_pt(recipe, work_dir, **changes):
+    with open(recipe) as f:
+        args = yaml.safe_load(f)
+    args.update(output_dir=os.path.join(work_dir, "out"), **changes)
+    model_args, data_args, training_args, _, _ = get_train_args(args)
+    module = load_tokenizer(model_args)
+    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
+    dm = get_dataset(template, model_args, data_args, training_args, stage="pt", **module)
+    return dm["train_dataset"], module["tokenizer"], data_args
+
+
+def main(export_dir, work_dir):
+    out = {}
+    tok_recipe = os.path.join(export_dir, "llamafactory_pt_tokenized.yaml")
+    ds, _, _ = load_pt(tok_recipe, work_dir)
+    rows = ds["input_ids"]
+    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+    out["tokenized"] = {"rows": len(rows), "tokens": int(flat.size),
+                        "sha256": hashlib.sha256(flat.tobytes()).hexdigest(),
+                        "lengths": sorted({len(r) for r in rows}),
+                        "columns": ds.column_names}
+
+    text_recipe = os.path.join(export_dir, "llamafactory_pt_text.yaml")
+    ds, tok, data_args = load_pt(text_recipe, work_dir)
+    out["text_packed"] = {"rows": len(ds), "cutoff_len": data_args.cutoff_len,
+                          "lengths": sorted({len(r) for r in ds["input_ids"]})}
+
+    # The same interleave_under stream, one row per document (no packing, no truncation).
+    ds, tok, data_args = load_pt(text_recipe, work_dir, packing=False, cutoff_len=1 << 20)
+    with open(os.path.join(data_args.dataset_dir, "dataset_info.json")) as f:
+        info = json.load(f)
+    owner, docs, file_tokens = {}, {}, {}
+    for name, entry in info.items():
+        with open(os.path.join(data_args.dataset_dir, entry["file_name"])) as f:
+            texts = [json.loads(line)["text"] for line in f]
+        docs[name] = len(texts)
+        encoded = tok([t + tok.eos_token for t in texts], add_special_tokens=False)["input_ids"]
+        file_tokens[name] = sum(len(ids) for ids in encoded)
+        for ids in encoded:
+            owner.setdefault(tuple(ids), set()).add(name)
+    tokens = dict.fromkeys(info, 0)
+    rows = dict.fromkeys(info, 0)
+    for ids in ds["input_ids"]:
+        (name,) = owner[tuple(ids)]  # every served row is one exported document
+        tokens[name] += len(ids)
+        rows[name] += 1
+    total = sum(tokens.values())
+    out["text"] = {"tokens": tokens, "rows": rows, "documents": docs,
+                   "file_tokens": file_tokens,
+                   "shares": {k: v / total for k, v in tokens.items()},
+                   "eos_token_id": tok.eos_token_id, "vocab": len(tok)}
+    emit(out)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
