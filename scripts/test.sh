@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
+[ -n "${INSTMIX_SKIP_INTEGRATION:-}" ] || bash scripts/integration.sh  # trainer packages, own venvs

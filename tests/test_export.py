@@ -105,6 +105,13 @@ def test_olmo_per_source_datasets_and_mask_order(builds, tmp_path):
     assert all(p.startswith("s3://bucket/mix/sources/") for p in order)
 
 
+def test_seq_len_longer_than_every_file(builds, tmp_path):
+    with pytest.raises(InstmixError, match="seq_len 100000 is longer than every token file"):
+        export("olmo-core", builds["inter"], str(tmp_path), seq_len=100_000)
+    r = export("olmo", builds["inter"], str(tmp_path), seq_len=5000)
+    assert any("of the tokens are dropped at file ends" in line for line in r.lines)
+
+
 def test_olmo_no_masks_no_mask_paths(builds, tmp_path):
     export("olmo", builds["wide"], str(tmp_path))
     data = yaml.safe_load((tmp_path / "olmo-data.yaml").read_text())["data"]

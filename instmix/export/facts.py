@@ -89,6 +89,24 @@ class BuildFacts:
         return source.tokens / self.total_tokens if self.total_tokens else 0.0
 
 
+def chunk_plan(facts: BuildFacts, seq_len: int, where: str) -> tuple[int, int, list[str]]:
+    """Concatenate-and-chunk readers (OLMo, OLMo-core FSL) cut each file into ``seq_len``
+    instances and drop its last partial one: ``(instances, dropped tokens, warnings)``.
+    Raises when no file holds a whole instance."""
+    instances = sum(f.tokens // seq_len for f in facts.shards)
+    if instances == 0:
+        largest = max(f.tokens for f in facts.shards)
+        raise InstmixError(f"{where}: seq_len {seq_len} is longer than every token file of the "
+                           f"build (largest: {largest:,} tokens), so the trainer would get no "
+                           "instance; lower seq_len or build with a larger shard_tokens")
+    dropped = facts.total_tokens - instances * seq_len
+    warnings = []
+    if dropped > 0.05 * facts.total_tokens:
+        warnings.append(f"warning: {dropped / facts.total_tokens:.1%} of the tokens are dropped "
+                        "at file ends; build with a larger shard_tokens")
+    return instances, dropped, warnings
+
+
 def _pad(tokenizer_json: str, eos_id: int) -> tuple[int, str | None]:
     """The tokenizer's pad token by name, else EOS (padding is masked out either way)."""
     try:

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .facts import BuildFacts, load_facts
+from .facts import BuildFacts, chunk_plan, load_facts
 from .files import trainer_path, write_atomic, write_report, yaml_block
 from .options import ExportOptions, ExportResult, positive_int
 
@@ -290,14 +290,16 @@ def export_olmo_core(build: str, out: str | None = None, **options) -> ExportRes
     for name in stale:  # e.g. a mixture file from an earlier per_source build
         if os.path.exists(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
-    served = sum(f.tokens // opts.seq_len for f in facts.shards) * opts.seq_len
+    instances, dropped, warnings = chunk_plan(facts, opts.seq_len, opts.where)
+    served = instances * opts.seq_len
     report = {"framework": "olmo-core", "build": facts.root,
               "manifest_sha256": facts.manifest_sha256, "seq_len": opts.seq_len,
               "files": [os.path.basename(f) for f in files], "fsl_instances": served // opts.seq_len,
               "fsl_tokens_dropped": facts.total_tokens - served}
     lines = [*(f"wrote {f}" for f in files),
              f"  fsl: {served // opts.seq_len:,} instances of {opts.seq_len} tokens; "
-             f"{facts.total_tokens - served:,} tokens dropped at file ends"]
+             f"{facts.total_tokens - served:,} tokens dropped at file ends",
+             *("  " + w for w in warnings)]
     if facts.layout == "per_source":
         req = requested_tokens(facts, opts)
         report["mixture_requested_tokens"] = req

@@ -1,6 +1,7 @@
 """Runs in the llamafactory venv: llamafactory 0.9.5's pre-training (pt) data path loads
 both routes of an ``instmix export llamafactory`` folder, from the exported recipes, with
-the same calls as its ``run_pt`` workflow up to the dataset. Prints one JSON line:
+the same calls as its ``run_pt`` workflow up to the dataset (the shipped
+``integrations/llamafactory/preview_data.py``). Prints one JSON line:
 
 - tokenized: the rows it serves (sha256 of the concatenated ids, count, lengths);
 - text: rows as LLaMA-Factory packs them by default, and per-source tokens of the
@@ -20,24 +21,17 @@ import tempfile
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="lf-hf-"))
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from llamafactory.data import get_dataset, get_template_and_fix_tokenizer  # noqa: E402
-from llamafactory.hparams import get_train_args  # noqa: E402
-from llamafactory.model import load_tokenizer  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECIPES = os.path.join(HERE, "..", "..", "..", "integrations", "llamafactory")
+sys.path += [os.path.dirname(HERE), RECIPES]  # appended: tests/integration/<name> must not shadow the framework
 from buildfiles import emit  # noqa: E402
+from preview_data import load_pt as load_recipe  # noqa: E402
 
 
 def load_pt(recipe, work_dir, **changes):
-    with open(recipe) as f:
-        args = yaml.safe_load(f)
-    args.update(output_dir=os.path.join(work_dir, "out"), **changes)
-    model_args, data_args, training_args, _, _ = get_train_args(args)
-    module = load_tokenizer(model_args)
-    template = get_template_and_fix_tokenizer(module["tokenizer"], data_args)
-    dm = get_dataset(template, model_args, data_args, training_args, stage="pt", **module)
-    return dm["train_dataset"], module["tokenizer"], data_args
+    """The recipe's pt data, loaded by integrations/llamafactory/preview_data.py."""
+    return load_recipe(recipe, output_dir=os.path.join(work_dir, "out"), **changes)
 
 
 def main(export_dir, work_dir):

@@ -1,8 +1,9 @@
 """Runs in the olmo venv: ai2-olmo 0.6.0 (the legacy OLMo trainer, numpy<2) reads an
-``instmix export olmo`` folder. Merges the exported ``model:``/``data:`` sections into a
-minimal training YAML, loads it with OLMo's own config classes, builds the MemMapDataset
-and the train loader the trainer uses, and asserts that every instance is the build's
-tokens and mask. Prints observations as one JSON line.
+``instmix export olmo`` folder. Merges the export into the shipped recipe
+``integrations/olmo/train-instmix.yaml`` with ``integrations/olmo/merge.py``, loads it with
+OLMo's own config classes and tokenizer, builds the MemMapDataset and the train loader the
+trainer uses, and asserts that every instance is the build's tokens and mask. Prints
+observations as one JSON line.
 
 usage: check_olmo.py EXPORT_DIR BUILD_DIR WORK_DIR
 """
@@ -14,9 +15,13 @@ from collections import Counter
 import yaml
 from olmo.config import DataConfig, TrainConfig
 from olmo.data import build_memmap_dataset, build_train_dataloader
+from olmo.tokenizer import Tokenizer
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECIPES = os.path.join(HERE, "..", "..", "..", "integrations", "olmo")
+sys.path += [os.path.dirname(HERE), RECIPES]  # appended: tests/integration/<name> must not shadow the framework
 from buildfiles import Build, emit  # noqa: E402
+from merge import merge  # noqa: E402
 
 
 def main(export_dir, build_dir, work_dir):
@@ -24,15 +29,14 @@ def main(export_dir, build_dir, work_dir):
     exported = os.path.join(export_dir, "olmo-data.yaml")
     with open(exported) as f:
         sections = yaml.safe_load(f)
-    # what a user does: their training YAML, with the exported sections merged in
-    train = {"run_name": "instmix-check", "seed": 6198, "save_overwrite": True,
-             "save_folder": os.path.join(work_dir, "run"), "global_train_batch_size": 4,
-             "device_train_microbatch_size": 2,
-             "model": {"d_model": 64, "n_heads": 2, "n_layers": 1, "embedding_size": 50304,
-                       **sections["model"]},
-             "data": {**sections["data"], "num_workers": 0}}
-    train["model"]["embedding_size"] = max(train["model"]["embedding_size"],
-                                          -(-train["model"]["vocab_size"] // 128) * 128)
+    # what a user does: the recipe with the export merged in (run-specific bits changed)
+    with open(os.path.join(RECIPES, "train-instmix.yaml")) as f:
+        recipe = yaml.safe_load(f)
+    train = merge(recipe, sections)
+    train.update(save_folder=os.path.join(work_dir, "run"), save_overwrite=True,
+                 global_train_batch_size=4, device_train_microbatch_size=2)
+    train["data"].update(num_workers=0, persistent_workers=False, prefetch_factor=None,
+                         pin_memory=False)
     path = os.path.join(work_dir, "train.yaml")
     os.makedirs(work_dir, exist_ok=True)
     with open(path, "w") as f:
@@ -42,6 +46,9 @@ def main(export_dir, build_dir, work_dir):
     cfg = TrainConfig.load(path)
     assert data_only.memmap_dtype == cfg.data.memmap_dtype == build.manifest["dtype"]
     seq = cfg.model.max_sequence_length
+    tokenizer = Tokenizer.from_train_config(cfg)  # raises if vocab_size disagrees
+    assert tokenizer.eos_token_id == build.manifest["tokenizer"]["eos_token_id"]
+    assert cfg.model.embedding_size >= cfg.model.vocab_size
     ds = build_memmap_dataset(cfg, cfg.data)
 
     per_source, loss, labels, n = Counter(), 0, Counter(), 0

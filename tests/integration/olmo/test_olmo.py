@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from instmix.export import check_config
 from instmix.manifest import load_manifest
 
 from ..conftest import SEQ, export, run_check
@@ -20,11 +21,12 @@ def checked(request, builds, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"olmo-{request.param}")
     printed = export("olmo", build, out / "export", "--seq-len", SEQ)
     result = run_check("olmo", CHECK, out / "export", build, out / "work")
-    return request.param, build, load_manifest(str(build)), result, printed
+    merged = out / "work" / "train.yaml"  # the recipe merged with the export
+    return request.param, build, load_manifest(str(build)), result, printed, merged
 
 
 def test_memmap_dataset_serves_the_build(checked):
-    name, build, m, result, printed = checked
+    name, build, m, result, printed, merged = checked
     assert result["seq"] == SEQ
     instances = sum(s["tokens"] // SEQ for s in m.shards)
     assert result["instances"] == instances
@@ -35,7 +37,7 @@ def test_memmap_dataset_serves_the_build(checked):
 
 
 def test_label_masks_and_labels(checked):
-    name, build, m, result, _ = checked
+    name, build, m, result, _, _ = checked
     if name == "wide":
         assert result["loss_tokens"] == 0
     else:
@@ -46,3 +48,8 @@ def test_label_masks_and_labels(checked):
         assert set(result["labels"]) == {s["name"] for s in m.sources}
     else:
         assert result["paths"] == [m.path(s["path"]) for s in m.shards]
+
+
+def test_merged_recipe_passes_the_check(checked):
+    name, build, _, _, _, merged = checked
+    assert check_config("olmo", str(build), str(merged)) == []

@@ -1,7 +1,9 @@
 """Runs in the olmo-core venv: ai2-olmo-core 3.0.0 reads an ``instmix export olmo-core``
 folder. Builds the FSL, packed and (per_source builds) source-mixture datasets from the
 exported Python module and YAML files, iterates every instance and asserts that what
-OLMo-core serves is the build's tokens and masks. Prints observations as one JSON line.
+OLMo-core serves is the build's tokens and masks; then reads an epoch through the data
+loader with the shipped recipe ``integrations/olmo-core/instmix_data.py``. Prints
+observations as one JSON line.
 
 usage: check_olmo_core.py EXPORT_DIR BUILD_DIR WORK_DIR
 """
@@ -12,14 +14,13 @@ import sys
 from collections import Counter
 
 import numpy as np
-from olmo_core.data import (
-    NumpyDataLoaderConfig,
-    NumpyFSLDatasetConfig,
-    NumpyPackedFSLDatasetConfig,
-)
+from olmo_core.data import NumpyFSLDatasetConfig, NumpyPackedFSLDatasetConfig
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECIPES = os.path.join(HERE, "..", "..", "..", "integrations", "olmo-core")
+sys.path += [os.path.dirname(HERE), RECIPES]  # appended: tests/integration/<name> must not shadow the framework
 from buildfiles import Build, emit  # noqa: E402
+from instmix_data import dry_run  # noqa: E402
 
 
 def load_module(path):
@@ -83,18 +84,6 @@ def check_packed(ds, build, seq, pad, eos):
     return {"instances": len(ds), "documents": sum(served.values()), "pad_tokens": pad_tokens}
 
 
-def check_loader(ds, seq, work_dir):
-    """The trainer's loader (its collator rejects ids outside [0, vocab_size))."""
-    dl = NumpyDataLoaderConfig(global_batch_size=4 * seq, seed=0, work_dir=work_dir,
-                               num_workers=0).build(ds)
-    dl.reshuffle(epoch=1)
-    seen = 0
-    for batch in dl:
-        seen += batch["input_ids"].shape[0]
-    dl.reset()
-    return seen
-
-
 def main(export_dir, build_dir, work_dir):
     build = Build(build_dir)
     mod = load_module(os.path.join(export_dir, "olmo_core_data.py"))
@@ -108,7 +97,6 @@ def main(export_dir, build_dir, work_dir):
     ds = fsl_yaml.build()
     ds.prepare()
     out["fsl"] = check_chunks(ds, build, seq)
-    out["fsl"]["loader_instances"] = check_loader(ds, seq, os.path.join(work_dir, "loader"))
 
     packed_py = mod.packed_dataset_config(work_dir=os.path.join(work_dir, "packed"),
                                           generate_doc_lengths=True)
@@ -134,6 +122,10 @@ def main(export_dir, build_dir, work_dir):
         ds.prepare()
         out["mixture_half"] = check_chunks(ds, build, seq)
         out["mixture_half"]["requested_tokens"] = half
+    # the recipe: dataset + loader as a training script builds them, one epoch read
+    out["loader"] = {kind: dry_run(export_dir, kind, os.path.join(work_dir, f"dry-{kind}"))
+                     for kind in ("fsl", "packed", "mixture")
+                     if kind != "mixture" or "mixture" in out}
     emit(out)
 
 

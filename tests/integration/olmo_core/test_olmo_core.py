@@ -45,8 +45,19 @@ def test_fsl_serves_every_whole_instance_of_every_file(checked):
     # per-source counts from the .csv.gz indexes add up to the manifest's plan
     for src in m.sources:
         assert sum(s["sources"].get(src["name"], 0) for s in m.shards) == src["tokens"]
-    # the loader (whose collator rejects ids >= vocab_size) yields whole batches of them
-    assert fsl["loader_instances"] == fsl["instances"] // 4 * 4
+
+def test_recipe_loader_reads_whole_batches(checked):
+    """integrations/olmo-core/instmix_data.py: the loader (whose collator rejects ids >=
+    vocab_size) reads every whole global batch (8 instances) of an epoch."""
+    name, _, _, result, _ = checked
+    assert set(result["loader"]) == ({"fsl", "packed", "mixture"} if name == "per"
+                                     else {"fsl", "packed"})
+    for kind, run in result["loader"].items():
+        assert run["instances_read"] == run["instances"] // 8 * 8 == run["batches"] * 8
+        assert run["instances"] == result[kind]["instances"]
+        assert "input_ids" in run["keys"]
+        assert ("label_mask" in run["keys"]) == (name != "wide" and kind != "mixture" or
+                                                 kind == "packed")
 
 
 def test_label_masks_are_applied(checked):
