@@ -35,6 +35,7 @@ class SourcePool:
     loss_lengths: np.ndarray = field(init=False)
     unit_starts: np.ndarray = field(init=False)
     skipped: dict = field(init=False)
+    composition: dict = field(init=False)
 
     def __post_init__(self):
         self.lengths = np.concatenate([u.lengths for u in self.units]).astype(np.int64)
@@ -44,6 +45,13 @@ class SourcePool:
             for k, v in u.meta.skipped.items():
                 skipped[k] = skipped.get(k, 0) + v
         self.skipped = dict(sorted(skipped.items()))
+        composition: dict = {}
+        for u in self.units:
+            for key, values in u.meta.composition.items():
+                per = composition.setdefault(key, {})
+                for v, n in values.items():
+                    per[v] = per.get(v, 0) + n
+        self.composition = {k: dict(sorted(v.items())) for k, v in sorted(composition.items())}
         if any(u.mask is not None for u in self.units):
             self.loss_lengths = np.concatenate([_loss_lengths(u) for u in self.units])
         else:
@@ -184,6 +192,7 @@ def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list
             "achieved_ratio": tokens / total if total else 0.0,
             "target_tokens": plan.target, "max_repetition": pool.config.max_repetition,
             "loss": pool.config.loss, "files": pool.files, "skipped": pool.skipped,
+            "composition": pool.composition,
         })
     return rows
 

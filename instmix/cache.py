@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from queue import Queue
 
@@ -38,7 +38,7 @@ from .kinds import Document, get_kind
 from .masks import Encoded, encode_documents
 from .tokenizer import TokenizerInfo
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _TMP_PREFIX = ".tmp-"
 
 
@@ -79,6 +79,7 @@ class UnitMeta:
     backend: str
     has_mask: bool
     loss_tokens: int
+    composition: dict = field(default_factory=dict)  # tag key -> value -> documents
 
 
 class CacheUnit:
@@ -174,6 +175,13 @@ class UnitWriter:
         self.tokens = 0
         self.documents = 0
         self.loss_tokens = 0
+        self.composition: dict[str, dict[str, int]] = {}
+
+    def count_tags(self, docs) -> None:
+        for doc in docs:
+            for key, value in doc.tags:
+                per = self.composition.setdefault(key, {})
+                per[value] = per.get(value, 0) + 1
 
     def add(self, enc: Encoded, doc_ids: list[str]) -> None:
         """Append a batch of encoded documents (tokens already framed by BOS/EOS)."""
@@ -202,8 +210,9 @@ class UnitWriter:
         id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
         np.save(os.path.join(self.tmp, "ids_off.npy"),
                 np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
+        composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
         meta = UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())), backend,
-                        self.with_mask, self.loss_tokens)
+                        self.with_mask, self.loss_tokens, composition)
         with open(os.path.join(self.tmp, "meta.json"), "w", encoding="utf-8") as f:
             json.dump(asdict(meta), f, indent=1)
         os.remove(os.path.join(self.tmp, "pid"))
@@ -235,6 +244,7 @@ def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], lab
         docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
         for batch in _prefetch(_batches(docs, batch_bytes)):
             writer.add(encode_documents(batch, encoder, info, src.loss), [d.id for d in batch])
+            writer.count_tags(batch)
             if progress:
                 progress(sum(len(d.text) for d in batch))
         if writer.documents == 0:
