@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "instmix.commands.verify",
     "instmix.commands.augment",
     "instmix.commands.templify",
+    "instmix.commands.report",
 )
 
 
