@@ -185,6 +185,15 @@ class BuildConfig:
     batch_bytes: int = 8 << 20
     where: str = "<dict>"
 
+    def __post_init__(self):
+        # load_config validated the file; this guards values set in code or on the CLI
+        if self.seed < 0:
+            raise ConfigError(self.where, "seed", f"must be >= 0, got {self.seed}")
+        if self.total_tokens is not None and self.total_tokens < 1:
+            raise ConfigError(self.where, "total_tokens", f"must be >= 1, got {self.total_tokens}")
+        if self.shard_tokens < 1:
+            raise ConfigError(self.where, "shard_tokens", f"must be >= 1, got {self.shard_tokens}")
+
     @property
     def resolved_cache_dir(self) -> str:
         """Token caches live beside the output by default, so sibling builds share them."""
