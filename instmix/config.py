@@ -148,6 +148,9 @@ class SourceConfig:
         if not isinstance(options, Mapping):
             raise ConfigError(where, key + ".options", "expected a mapping")
         id_field = value.get("id_field")
+        if value.get("loss") == "responses" and kind == "text":
+            raise ConfigError(where, key + ".loss", "kind text has no responses to train on "
+                              "(use all or none, or kind openorca/augmented)")
         return cls(
             name=name,
             paths=paths,
