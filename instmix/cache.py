@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from queue import Queue
+from queue import Full, Queue
 
 import numpy as np
 
@@ -136,23 +136,41 @@ def _batches(docs: Iterator[Document], batch_bytes: int) -> Iterator[list[Docume
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
-    """Run ``it`` in a thread so reading and parsing overlap tokenization."""
+    """Run ``it`` in a thread so reading and parsing overlap tokenization. The thread
+    stops when the consumer does (normally or by an exception)."""
     q: Queue = Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
 
     def work():
         try:
             for item in it:
-                q.put(item)
+                if not put(item):
+                    return
         except BaseException as e:  # re-raised in the consumer
-            q.put(e)
-        q.put(done)
+            put(e)
+            return
+        put(done)
 
-    threading.Thread(target=work, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class UnitWriter:

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "instmix.commands.build",
     "instmix.commands.inspect",
     "instmix.commands.verify",
+    "instmix.commands.sweep",
     "instmix.commands.augment",
     "instmix.commands.templify",
     "instmix.commands.report",

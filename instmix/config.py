@@ -148,6 +148,9 @@ class SourceConfig:
         if not isinstance(options, Mapping):
             raise ConfigError(where, key + ".options", "expected a mapping")
         id_field = value.get("id_field")
+        if value.get("loss") == "responses" and kind == "text":
+            raise ConfigError(where, key + ".loss", "kind text has no responses to train on "
+                              "(use all or none, or kind openorca/augmented)")
         return cls(
             name=name,
             paths=paths,
@@ -184,6 +187,15 @@ class BuildConfig:
     layout: str = "interleaved"
     batch_bytes: int = 8 << 20
     where: str = "<dict>"
+
+    def __post_init__(self):
+        # load_config validated the file; this guards values set in code or on the CLI
+        if self.seed < 0:
+            raise ConfigError(self.where, "seed", f"must be >= 0, got {self.seed}")
+        if self.total_tokens is not None and self.total_tokens < 1:
+            raise ConfigError(self.where, "total_tokens", f"must be >= 1, got {self.total_tokens}")
+        if self.shard_tokens < 1:
+            raise ConfigError(self.where, "shard_tokens", f"must be >= 1, got {self.shard_tokens}")
 
     @property
     def resolved_cache_dir(self) -> str:
