@@ -23,6 +23,7 @@ from instmix.manifest import load_manifest
 from instmix.report import FIGURES, write_atomic, write_report
 from instmix.report.data import labels_for, load_builds, running_share
 from instmix.shards import read_index
+from instmix.sweep import sweep
 
 pytest.importorskip("matplotlib")
 
@@ -32,13 +33,17 @@ AUGMENTED = ["pairs_per_text", "pair_kinds", "layouts"]
 ODD_ID = 'odd, "quoted"\nid'  # a comma, quotes and a newline: the index quotes it
 
 
-def quickstart_build(out, cache, **changes):
+def quickstart_config(out, cache, **changes):
     data = yaml.safe_load((QUICKSTART / "mix.yaml").read_text())
     data.update(output=str(out), cache_dir=str(cache))
     for src in data["sources"]:
         src.update(changes.pop(src["name"], {}))
     data.update(changes)
-    instmix.build(instmix.load_config(data, base_dir=str(QUICKSTART)))
+    return instmix.load_config(data, base_dir=str(QUICKSTART))
+
+
+def quickstart_build(out, cache, **changes):
+    instmix.build(quickstart_config(out, cache, **changes))
     return str(out)
 
 
@@ -61,7 +66,12 @@ def builds(tmp_path_factory, paragraphs):
                        {"name": "orca", "paths": [orca], "kind": "openorca", "ratio": 1}],
                  output=str(tmp / "plain"), cache_dir=str(cache), shard_tokens=2500)
     instmix.build(instmix.load_config(cfg))
-    return {"a": a, "b": b, "plain": str(tmp / "plain"), "split": split, "tmp": tmp}
+    masked = {"augmented": {"loss": "responses"}, "orca": {"loss": "responses"}}
+    sweep(quickstart_config(tmp / "sweep-masked", cache, **masked),
+          [{"augmented": 2}, {"augmented": 0.5}, {"augmented": 0}])
+    lossby = quickstart_build(tmp / "lossby", cache, ratio_by="loss_tokens", **masked)
+    return {"a": a, "b": b, "plain": str(tmp / "plain"), "split": split, "tmp": tmp,
+            "sweep": str(tmp / "sweep-masked"), "lossby": lossby}
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +134,7 @@ def test_report_files_and_figures(single):
     html = (single / "report.html").read_text(encoding="utf-8")
     page = Page(html)
     names = [img["data-figure"] for img in page.imgs]
-    assert names == CORE + AUGMENTED
+    assert names == CORE + AUGMENTED == list(FIGURES)
     for img in page.imgs:
         assert img["src"].startswith("data:image/png;base64,")
         data = base64.b64decode(img["src"].split(",", 1)[1])
@@ -206,9 +216,6 @@ def test_augmented_figures_only_with_an_augmented_source(builds, tmp_path):
     assert [img["data-figure"] for img in Page(html).imgs] == CORE
     assert sorted(os.listdir(out)) == sorted(["report.html"] + [f"{n}.png" for n in CORE])
     assert 'id="augmented"' not in html
-    write_report([builds["plain"], builds["a"]], str(out))
-    assert [img["data-figure"] for img in Page((out / "report.html").read_text()).imgs] == \
-        CORE + AUGMENTED
 
 
 def test_index_reading_matches_the_exact_reader(builds):
@@ -273,6 +280,37 @@ def test_a_folder_of_builds_stands_for_them(builds, tmp_path):
     assert labels_for(["/x/a/out", "/x/b/out"]) == ["a/out", "b/out"]
     assert labels_for(["/x/a", "/y/b"]) == ["a", "b"]
     assert labels_for(["/x/a", "/y/a"]) == ["x/a", "y/a"]
+
+
+def test_sweep_and_loss_masks(builds, tmp_path):
+    """A sweep's folder in the order it was asked for; loss modes, loss tokens and shares;
+    with ratio_by: loss_tokens the difference to the plan is taken in loss tokens."""
+    out = tmp_path / "rep"
+    write_report([builds["sweep"], builds["lossby"]], str(out))
+    page = Page((out / "report.html").read_text(encoding="utf-8"))
+    labels = ["augmented=2", "augmented=0.5", "augmented=0", "lossby"]
+    assert [r["data-build"] for r in page.rows if "data-build" in r
+            and not r.get("data-source") and not r.get("data-shard")
+            and not r.get("data-total")] == labels
+    assert [i["data-figure"] for i in page.imgs] == CORE + AUGMENTED
+    for label in labels:
+        root = os.path.join(builds["sweep"], label) if "=" in label else builds["lossby"]
+        m = load_manifest(root).data
+        assert page.cells[(label, "total", "loss_tokens")][0] == str(m["loss_tokens"])
+        for s in m["sources"]:
+            def cell(field, s=s, label=label):
+                return page.cells[(label, s["name"], field)]
+
+            assert cell("loss")[0] == s["loss"]
+            assert cell("loss_tokens")[0] == str(s["loss_tokens"])
+            assert float(cell("achieved_loss_ratio")[0]) == s["achieved_loss_ratio"]
+            counted = s["achieved_loss_ratio"] if m["ratio_by"] == "loss_tokens" \
+                else s["achieved_ratio"]
+            assert float(cell("delta_pp")[0]) == pytest.approx((counted - s["target_ratio"])
+                                                               * 100)
+    assert page.cells[("augmented=2", "raw", "loss")][0] == "all"
+    assert page.cells[("augmented=2", "orca", "loss")][0] == "responses"
+    assert page.cells[("augmented=0", "augmented", "tokens")][0] == "0"
 
 
 def fake_build(tmp_path, src_build, name="fake"):

@@ -4,6 +4,7 @@ running share of every source along the stream."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from ..manifest import MANIFEST, load_manifest
 from ..shards import index_path, read_index
 
 CURVE_POINTS = 1200  # points of the running-share curve per build (the stream is subsampled)
+SWEEP = "sweep.json"  # written by instmix sweep beside its mixtures
 REQUIRED = ("tokenizer", "dtype", "seed", "total_tokens", "sources", "shards")
 
 
@@ -52,7 +54,7 @@ class BuildData:
 
 def expand_dirs(dirs: list[str]) -> list[str]:
     """Build folders named by ``dirs``: a folder holding no manifest but build folders
-    one level down (a sweep's output) stands for those, in name order."""
+    one level down (a sweep's output) stands for those."""
     out: list[str] = []
     for d in dirs:
         if not os.path.exists(d):
@@ -62,8 +64,7 @@ def expand_dirs(dirs: list[str]) -> list[str]:
         if os.path.isfile(os.path.join(d, MANIFEST)):
             out.append(d)
             continue
-        children = sorted(os.path.join(d, c) for c in os.listdir(d)
-                          if os.path.isfile(os.path.join(d, c, MANIFEST)))
+        children = _child_builds(d)
         if not children:
             raise InstmixError(f"{d}: not an instmix build (no {MANIFEST}, and no build "
                                "folders inside it)")
@@ -75,6 +76,22 @@ def expand_dirs(dirs: list[str]) -> list[str]:
             raise InstmixError(f"{d}: the same build is given twice (also as {seen[real]})")
         seen[real] = d
     return out
+
+
+def _child_builds(folder: str) -> list[str]:
+    """Build folders inside ``folder``: in ``sweep.json``'s order when it lists them (the
+    order the sweep was asked for), the others after them by name."""
+    names = sorted(c for c in os.listdir(folder)
+                   if os.path.isfile(os.path.join(folder, c, MANIFEST)))
+    order: list[str] = []
+    try:
+        with open(os.path.join(folder, SWEEP), encoding="utf-8") as f:
+            listed = [m.get("output") for m in json.load(f).get("mixtures", [])]
+        order = [n for n in listed if isinstance(n, str) and n in names]
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    order = list(dict.fromkeys(order))
+    return [os.path.join(folder, n) for n in order + [n for n in names if n not in order]]
 
 
 def labels_for(roots: list[str]) -> list[str]:

@@ -87,11 +87,15 @@ def share_chart(builds: list[BuildData], colors: dict[str, str]) -> Chart:
     """Stacked bars per build: planned shares over achieved shares."""
     rows = []
     for b in builds:
+        key = "achieved_ratio"
+        if _counted(b) == "loss tokens" and all("achieved_loss_ratio" in s for s in b.sources):
+            key = "achieved_loss_ratio"
         planned = [(s["name"], float(s.get("target_ratio", 0.0))) for s in b.sources]
-        achieved = [(s["name"], float(s.get("achieved_ratio", 0.0))) for s in b.sources]
+        achieved = [(s["name"], float(s.get(key, 0.0))) for s in b.sources]
         tag = f"{b.label}  " if len(builds) > 1 else ""
-        rows.append((f"{tag}planned", planned, True))
-        rows.append((f"{tag}achieved", achieved, False))
+        unit = " (loss)" if _counted(b) == "loss tokens" else ""
+        rows.append((f"{tag}planned{unit}", planned, True))
+        rows.append((f"{tag}achieved{unit}", achieved, False))
     fig, axes = _new(0.95 + 0.42 * len(rows))
     ax = axes[0][0]
     y = np.arange(len(rows))[::-1] + np.repeat(np.arange(len(builds))[::-1] * 0.5, 2)
@@ -120,8 +124,8 @@ def share_chart(builds: list[BuildData], colors: dict[str, str]) -> Chart:
                "above achieved (solid, tokens written). Achieved differs from planned by at "
                "most about one document per source.")
     if loss:
-        caption += (" Builds with ratio_by: loss_tokens (" + ", ".join(loss) +
-                    ") plan shares of loss tokens.")
+        caption += (" Builds with ratio_by: loss_tokens (" + ", ".join(loss) + ") plan and "
+                    "are shown in shares of loss tokens (tokens that train).")
     return Chart("share", "Token share per source: planned vs achieved", caption, _png(fig))
 
 
@@ -166,10 +170,14 @@ def running_share_chart(builds: list[BuildData], colors: dict[str, str]) -> Char
     fig.legend(handles, names, loc="outside upper center", ncol=min(len(names), 6),
                frameon=False, fontsize=9)
     skipped = [b.label for b in builds if b.curve is None]
+    loss = [b.label for b in shown if _counted(b) == "loss tokens"]
     caption = ("Share of each source in the tokens emitted so far, in stream order (read from "
                "the shard indexes; long streams are subsampled to evenly spaced points). "
                "Dashed: the planned share. The deficit schedule keeps every prefix within "
                "about one document of it.")
+    if loss:
+        caption += (" For " + ", ".join(loss) + " (ratio_by: loss_tokens, planned in loss "
+                    "tokens) the dashed line is the achieved share of all tokens instead.")
     if skipped:
         caption += (" Not shown: " + ", ".join(skipped) + " (per_source layout; the trainer "
                     "interleaves the sources).")

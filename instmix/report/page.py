@@ -114,52 +114,74 @@ def overview(builds: list[BuildData]) -> str:
     return _table(head, rows)
 
 
-def sources_table(b: BuildData, colors: dict[str, str], mode_col: bool = True) -> str:
-    """``mode_col``: show each source's loss mode (all / responses / none)."""
-    loss_col = any("loss_tokens" in s for s in b.sources)
-    head = ["source", "kind"] + (["loss"] if mode_col else []) + [("docs", ""), ("tokens", "")]
-    head += [("loss tokens", "")] if loss_col else []
+def sources_table(b: BuildData, colors: dict[str, str], loss_cols: bool = True) -> str:
+    """What each source gives the mixture. ``loss_cols``: show the loss mode
+    (all / responses / none), loss tokens and their share (when some source masks its
+    loss or ratios count loss tokens)."""
+    head = ["source"] + (["loss"] if loss_cols else []) + [("docs", ""), ("tokens", "")]
+    head += [("loss tokens", ""), ("loss share", "")] if loss_cols else []
     head += [("planned", ""), ("achieved", ""), ("Δ pp", ""), ("target tokens", ""),
-             ("avail. tokens", ""), ("avail. docs", ""), ("reps", ""), ("cap", ""),
-             ("files", ""), ("skipped", "")]
+             ("reps", ""), ("cap", "")]
     rows = []
     for s in b.sources:
-        skipped = s.get("skipped") or {}
         planned, achieved = s.get("target_ratio"), s.get("achieved_ratio")
-        delta = None if planned is None or achieved is None else (achieved - planned) * 100
+        loss_share = s.get("achieved_loss_ratio")
+        counted = achieved
+        if b.manifest.get("ratio_by") == "loss_tokens" and loss_share is not None:
+            counted = loss_share  # planned in loss tokens: compare like with like
+        delta = None if planned is None or counted is None else (counted - planned) * 100
         reps, cap = s.get("repetitions"), s.get("max_repetition")
         cells = [
             _txt(s["name"], "name", html=_swatch(s["name"], colors)),
-            _txt(s["kind"], "kind"),
-            *([_txt(s.get("loss", "all"), "loss")] if mode_col else []),
+            *([_txt(s.get("loss", "all"), "loss")] if loss_cols else []),
             _num(s["documents"], field="documents"),
             _num(s["tokens"], field="tokens"),
         ]
-        if loss_col:
-            cells.append(_num(s.get("loss_tokens"), field="loss_tokens"))
+        if loss_cols:
+            cells += [_num(s.get("loss_tokens"), field="loss_tokens"),
+                      _num(loss_share, _pct(loss_share), "achieved_loss_ratio")]
         cells += [
             _num(planned, _pct(planned), "target_ratio"),
             _num(achieved, _pct(achieved), "achieved_ratio"),
             _num(delta, "" if delta is None else f"{delta:+.2f}", "delta_pp"),
             _num(s.get("target_tokens"), field="target_tokens"),
-            _num(s.get("available_tokens"), field="available_tokens"),
-            _num(s.get("available_documents"), field="available_documents"),
             _num(reps, "" if reps is None else f"{reps:.3f}", "repetitions"),
             _num(cap, "" if cap is None else f"{float(cap):g}", "max_repetition"),
-            _num(s.get("files"), field="files"),
-            _num(sum(skipped.values()), field="skipped",
-                 title=", ".join(f"{k}: {v:,}" for k, v in skipped.items())),
         ]
         rows.append(_row({"build": b.label, "source": s["name"]}, cells))
     m = b.manifest
-    total = [_txt("total", html="<b>total</b>"), _txt(""), *([_txt("")] if mode_col else []),
+    total = [_txt("total", html="<b>total</b>"), *([_txt("")] if loss_cols else []),
              _num(m.get("documents"), field="documents"),
              _num(m["total_tokens"], field="tokens")]
-    if loss_col:
-        total.append(_num(sum(int(s.get("loss_tokens") or 0) for s in b.sources),
-                          field="loss_tokens"))
+    if loss_cols:
+        total.append(_num(m.get("loss_tokens"), field="loss_tokens"))
     total += [_txt("")] * (len(head) - len(total))
     rows.append(_row({"build": b.label, "total": "1"}, total))
+    return _table(head, rows)
+
+
+def inputs_table(builds: list[BuildData], colors: dict[str, str]) -> str:
+    """What each source had to offer: its kind, files, tokens and documents available,
+    and the records skipped while reading it."""
+    many = len(builds) > 1
+    head = (["build"] if many else []) + ["source", "kind", ("files", ""),
+                                          ("available tokens", ""),
+                                          ("available docs", ""), ("skipped", ""),
+                                          "skipped by reason"]
+    rows = []
+    for b in builds:
+        for s in b.sources:
+            skipped = s.get("skipped") or {}
+            rows.append(_row({"build": b.label, "source": s["name"]}, [
+                *([_txt(b.label)] if many else []),
+                _txt(s["name"], "name", html=_swatch(s["name"], colors)),
+                _txt(s["kind"], "kind"),
+                _num(s.get("files"), field="files"),
+                _num(s.get("available_tokens"), field="available_tokens"),
+                _num(s.get("available_documents"), field="available_documents"),
+                _num(sum(skipped.values()), field="skipped"),
+                _txt(_raw(skipped), "skipped_by_reason", "wrap", html=_dist(skipped)),
+            ]))
     return _table(head, rows)
 
 
@@ -211,6 +233,7 @@ PROVENANCE = [
     ("seed", lambda b: b.manifest["seed"], "num"),
     ("total_tokens", lambda b: b.manifest["total_tokens"], "num"),
     ("requested_tokens", lambda b: b.manifest.get("requested_tokens"), "num"),
+    ("loss_tokens", lambda b: b.manifest.get("loss_tokens"), "num"),
     ("documents", lambda b: b.manifest.get("documents"), "num"),
     ("ratio_by", lambda b: b.manifest.get("ratio_by", "tokens"), ""),
     ("layout", lambda b: b.manifest.get("layout", "interleaved"), ""),
@@ -218,7 +241,8 @@ PROVENANCE = [
 ]
 
 
-COUNTS = {"vocab_size", "total_tokens", "requested_tokens", "documents", "shards"}
+COUNTS = {"vocab_size", "total_tokens", "requested_tokens", "loss_tokens", "documents",
+          "shards"}
 
 
 def provenance(builds: list[BuildData]) -> str:
@@ -290,14 +314,18 @@ def render(builds: list[BuildData], charts: list[Chart], title: str | None = Non
         '<h2 id="figures">Figures</h2>', *map(figure_html, charts),
         '<h2 id="sources">Sources</h2>',
         '<p class="note">planned: normalised ratio; achieved: share of the tokens written; '
-        "Δ pp: achieved − planned in percentage points; reps: tokens written / "
-        "tokens available (passes over the source); cap: max_repetition.</p>",
+        "loss tokens: tokens that train (loss mask true) and loss share: their share; "
+        "Δ pp: achieved − planned in percentage points (loss share − planned with ratio_by: "
+        "loss_tokens); reps: tokens written / tokens available (passes over the source); "
+        "cap: max_repetition. Inputs, below: what each source had available.</p>",
     ]
-    mode_col = any(s.get("loss", "all") != "all" for b in builds for s in b.sources)
+    loss_cols = any(s.get("loss", "all") != "all" for b in builds for s in b.sources) or \
+        any(b.manifest.get("ratio_by") == "loss_tokens" for b in builds)
     for b in builds:
         if len(builds) > 1:
             parts.append(f"<h3>{escape(b.label)}</h3>")
-        parts.append(sources_table(b, colors, mode_col))
+        parts.append(sources_table(b, colors, loss_cols))
+    parts += ['<h3 id="inputs">Inputs</h3>', inputs_table(builds, colors)]
     if augmented_names(builds):
         parts += ['<h2 id="augmented">Augmented sources</h2>',
                   '<p class="note">Composition of each augmented source as tokenized (all of '
