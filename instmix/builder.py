@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cache import CacheUnit, build_unit, clean_stale, unit_key
+from .cache import CacheUnit, build_unit, clean_stale, format_key, unit_key
 from .config import BuildConfig, SourceConfig
 from .encoder import Encoder
 from .kinds import get_kind
@@ -35,6 +36,7 @@ class SourcePool:
     loss_lengths: np.ndarray = field(init=False)
     unit_starts: np.ndarray = field(init=False)
     skipped: dict = field(init=False)
+    composition: dict = field(init=False)
 
     def __post_init__(self):
         self.lengths = np.concatenate([u.lengths for u in self.units]).astype(np.int64)
@@ -44,6 +46,13 @@ class SourcePool:
             for k, v in u.meta.skipped.items():
                 skipped[k] = skipped.get(k, 0) + v
         self.skipped = dict(sorted(skipped.items()))
+        composition: dict = {}
+        for u in self.units:
+            for key, values in u.meta.composition.items():
+                per = composition.setdefault(key, {})
+                for v, n in values.items():
+                    per[v] = per.get(v, 0) + n
+        self.composition = {k: dict(sorted(v.items())) for k, v in sorted(composition.items())}
         if any(u.mask is not None for u in self.units):
             self.loss_lengths = np.concatenate([_loss_lengths(u) for u in self.units])
         else:
@@ -174,27 +183,54 @@ def _write_docs(writer: ShardWriter, pools, located, names, sources, positions, 
 def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list[np.ndarray],
                    total: int) -> list[dict]:
     rows = []
+    loss_total = sum(int(p.loss_lengths[d].sum()) for p, d in zip(pools, draws))
     for pool, plan, draw in zip(pools, plans, draws):
         tokens = int(pool.lengths[draw].sum())
+        loss = int(pool.loss_lengths[draw].sum())
         rows.append({
             "name": pool.config.name, "kind": pool.config.kind,
             "target_ratio": float(plan.weight), "tokens": tokens, "documents": len(draw),
             "available_tokens": pool.tokens, "available_documents": pool.documents,
             "repetitions": tokens / pool.tokens if pool.tokens else 0.0,
             "achieved_ratio": tokens / total if total else 0.0,
+            "loss_tokens": loss,
+            "achieved_loss_ratio": loss / loss_total if loss_total else 0.0,
             "target_tokens": plan.target, "max_repetition": pool.config.max_repetition,
             "loss": pool.config.loss, "files": pool.files, "skipped": pool.skipped,
+            "composition": pool.composition,
         })
     return rows
 
 
-def build(cfg: BuildConfig, *, progress: Progress | None = None) -> dict:
-    """Run the whole build; returns the manifest written to ``cfg.output``."""
+@dataclass
+class Tokenized:
+    """A config's sources, tokenized: what every mixture of those sources starts from."""
+
+    info: TokenizerInfo
+    pools: list[SourcePool]
+
+
+def tokenize(cfg: BuildConfig, progress: Progress | None = None) -> Tokenized:
+    """Resolve inputs, load the tokenizer and make sure every input has a token cache."""
     progress = progress or Progress(enabled=False)
-    check_replaceable(cfg.output)
     units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
     info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
-    pools = tokenize_sources(cfg, info, progress, units=units)
+    return Tokenized(info, tokenize_sources(cfg, info, progress, units=units))
+
+
+def build(cfg: BuildConfig, *, progress: Progress | None = None,
+          tokenized: Tokenized | None = None) -> dict:
+    """Run the whole build; returns the manifest written to ``cfg.output``.
+
+    ``tokenized`` (from :func:`tokenize` on a config with the same sources) skips straight
+    to planning: a sweep tokenizes once and builds many mixtures from it.
+    """
+    progress = progress or Progress(enabled=False)
+    check_replaceable(cfg.output)
+    if tokenized is None:
+        tokenized = tokenize(cfg, progress)
+    info = tokenized.info
+    pools = [_with_config(p, s) for p, s in zip(tokenized.pools, cfg.sources)]
     plans, draws, src, pos = plan_mixture(cfg, pools)
     stage = stage_dir(cfg.output)
     try:
@@ -207,6 +243,7 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None) -> dict:
             "dtype": info.dtype,
             "seed": cfg.seed,
             "total_tokens": total,
+            "loss_tokens": sum(s.loss_tokens if s.mask else s.tokens for s in shards),
             "documents": sum(s.documents for s in shards),
             "requested_tokens": cfg.total_tokens,
             "ratio_by": cfg.ratio_by,
@@ -219,3 +256,15 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None) -> dict:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return manifest
+
+
+def _with_config(pool: SourcePool, src: SourceConfig) -> SourcePool:
+    """The pool under this config's ratio and cap (a sweep changes only those)."""
+    if pool.config.name != src.name or format_key(pool.config) != format_key(src) or \
+            pool.config.paths != src.paths:
+        raise ValueError(f"tokenized sources do not match the config at source {src.name!r}")
+    if pool.config == src:
+        return pool
+    clone = copy.copy(pool)
+    clone.config = src
+    return clone

@@ -25,9 +25,9 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from queue import Queue
+from queue import Full, Queue
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from .kinds import Document, get_kind
 from .masks import Encoded, encode_documents
 from .tokenizer import TokenizerInfo
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _TMP_PREFIX = ".tmp-"
 
 
@@ -79,6 +79,7 @@ class UnitMeta:
     backend: str
     has_mask: bool
     loss_tokens: int
+    composition: dict = field(default_factory=dict)  # tag key -> value -> documents
 
 
 class CacheUnit:
@@ -135,23 +136,41 @@ def _batches(docs: Iterator[Document], batch_bytes: int) -> Iterator[list[Docume
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
-    """Run ``it`` in a thread so reading and parsing overlap tokenization."""
+    """Run ``it`` in a thread so reading and parsing overlap tokenization. The thread
+    stops when the consumer does (normally or by an exception)."""
     q: Queue = Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
 
     def work():
         try:
             for item in it:
-                q.put(item)
+                if not put(item):
+                    return
         except BaseException as e:  # re-raised in the consumer
-            q.put(e)
-        q.put(done)
+            put(e)
+            return
+        put(done)
 
-    threading.Thread(target=work, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class UnitWriter:
@@ -174,6 +193,13 @@ class UnitWriter:
         self.tokens = 0
         self.documents = 0
         self.loss_tokens = 0
+        self.composition: dict[str, dict[str, int]] = {}
+
+    def count_tags(self, docs) -> None:
+        for doc in docs:
+            for key, value in doc.tags:
+                per = self.composition.setdefault(key, {})
+                per[value] = per.get(value, 0) + 1
 
     def add(self, enc: Encoded, doc_ids: list[str]) -> None:
         """Append a batch of encoded documents (tokens already framed by BOS/EOS)."""
@@ -202,8 +228,9 @@ class UnitWriter:
         id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
         np.save(os.path.join(self.tmp, "ids_off.npy"),
                 np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
+        composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
         meta = UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())), backend,
-                        self.with_mask, self.loss_tokens)
+                        self.with_mask, self.loss_tokens, composition)
         with open(os.path.join(self.tmp, "meta.json"), "w", encoding="utf-8") as f:
             json.dump(asdict(meta), f, indent=1)
         os.remove(os.path.join(self.tmp, "pid"))
@@ -235,6 +262,7 @@ def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], lab
         docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
         for batch in _prefetch(_batches(docs, batch_bytes)):
             writer.add(encode_documents(batch, encoder, info, src.loss), [d.id for d in batch])
+            writer.count_tags(batch)
             if progress:
                 progress(sum(len(d.text) for d in batch))
         if writer.documents == 0:

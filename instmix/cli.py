@@ -14,8 +14,10 @@ COMMAND_MODULES = (
     "instmix.commands.build",
     "instmix.commands.inspect",
     "instmix.commands.verify",
+    "instmix.commands.sweep",
     "instmix.commands.augment",
     "instmix.commands.templify",
+    "instmix.commands.report",
     "instmix.commands.export",
 )
 

@@ -148,6 +148,9 @@ class SourceConfig:
         if not isinstance(options, Mapping):
             raise ConfigError(where, key + ".options", "expected a mapping")
         id_field = value.get("id_field")
+        if value.get("loss") == "responses" and kind == "text":
+            raise ConfigError(where, key + ".loss", "kind text has no responses to train on "
+                              "(use all or none, or kind openorca/augmented)")
         return cls(
             name=name,
             paths=paths,
@@ -185,6 +188,15 @@ class BuildConfig:
     batch_bytes: int = 8 << 20
     where: str = "<dict>"
 
+    def __post_init__(self):
+        # load_config validated the file; this guards values set in code or on the CLI
+        if self.seed < 0:
+            raise ConfigError(self.where, "seed", f"must be >= 0, got {self.seed}")
+        if self.total_tokens is not None and self.total_tokens < 1:
+            raise ConfigError(self.where, "total_tokens", f"must be >= 1, got {self.total_tokens}")
+        if self.shard_tokens < 1:
+            raise ConfigError(self.where, "shard_tokens", f"must be >= 1, got {self.shard_tokens}")
+
     @property
     def resolved_cache_dir(self) -> str:
         """Token caches live beside the output by default, so sibling builds share them."""
@@ -199,11 +211,14 @@ class BuildConfig:
 _TOP_KEYS = {f.name for f in fields(BuildConfig)} - {"where"}
 
 
-def load_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = None) -> BuildConfig:
-    """Parse a YAML file path or an already-parsed mapping into a :class:`BuildConfig`."""
+def read_config(source: str | os.PathLike | Mapping, base_dir: str | None = None
+                ) -> tuple[Mapping, str, Path]:
+    """``(data, where, base folder)`` of a YAML file path or an already-parsed mapping.
+
+    ``where`` names the file in error messages; relative paths resolve against ``base``.
+    """
     if isinstance(source, Mapping):
-        data, where = source, "<dict>"
-        base = Path(base_dir or os.getcwd())
+        data, where, base = source, "<dict>", Path(base_dir or os.getcwd())
     else:
         import yaml
 
@@ -220,18 +235,30 @@ def load_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = N
         base = Path(base_dir) if base_dir else Path(source).resolve().parent
     if not isinstance(data, Mapping):
         raise ConfigError(where, "top level", "expected a mapping of keys")
-    _check_keys(where, "", data, _TOP_KEYS)
-    for required in ("tokenizer", "sources", "output"):
-        if required not in data:
-            raise ConfigError(where, required, "missing")
-    raw_sources = data["sources"]
-    if not isinstance(raw_sources, list) or not raw_sources:
+    return data, where, base
+
+
+def parse_sources(where: str, data: Mapping, base: Path) -> tuple[SourceConfig, ...]:
+    """The ``sources`` list: parsed, with unique names."""
+    raw = data["sources"]
+    if not isinstance(raw, list) or not raw:
         raise ConfigError(where, "sources", "expected a non-empty list")
-    sources = tuple(SourceConfig.parse(where, i, s, base) for i, s in enumerate(raw_sources))
+    sources = tuple(SourceConfig.parse(where, i, s, base) for i, s in enumerate(raw))
     names = [s.name for s in sources]
     for i, n in enumerate(names):
         if names.index(n) != i:
             raise ConfigError(where, f"sources[{i}].name", f"duplicate source name {n!r}")
+    return sources
+
+
+def load_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = None) -> BuildConfig:
+    """Parse a YAML file path or an already-parsed mapping into a :class:`BuildConfig`."""
+    data, where, base = read_config(source, base_dir)
+    _check_keys(where, "", data, _TOP_KEYS)
+    for required in ("tokenizer", "sources", "output"):
+        if required not in data:
+            raise ConfigError(where, required, "missing")
+    sources = parse_sources(where, data, base)
     if not any(s.ratio > 0 for s in sources):
         raise ConfigError(where, "sources", "at least one source needs a ratio > 0")
     total = data.get("total_tokens")

@@ -46,11 +46,14 @@ def get_kind(name: str) -> Kind:
 @dataclass(frozen=True, slots=True)
 class Document:
     """One training document. ``spans`` are ``(start, end)`` character ranges that carry
-    loss when a source trains on responses only (``None``: every character does)."""
+    loss when a source trains on responses only (``None``: every character does).
+    ``tags`` are ``(key, value)`` labels counted into the build's composition report
+    (e.g. ``("layout", "classic")``); a key may repeat."""
 
     id: str
     text: str
     spans: tuple[tuple[int, int], ...] | None = None
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 class Kind:

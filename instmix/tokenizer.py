@@ -19,7 +19,6 @@ BOS_NAMES = ("<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>")
 DTYPE_MAX = {"uint16": 0xFFFF, "uint32": 0xFFFFFFFF}
 
 
-
 def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -9,7 +9,6 @@ the per-source totals against ``sources``. The first problem raises :class:`Veri
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
@@ -18,14 +17,6 @@ from .errors import InstmixError, VerifyError
 from .manifest import load_manifest
 from .shards import index_path, open_tokens, read_index
 from .tokenizer import sha256_file
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _max_id(tokens: np.ndarray) -> int:
@@ -85,7 +76,7 @@ def verify(root: str) -> dict:
         if top >= vocab:
             pos = int(np.argmax(tokens >= vocab))
             raise VerifyError(f"{name}: token {pos} has id {top} >= vocab_size {vocab}")
-        if _sha256(path) != shard["sha256"]:
+        if sha256_file(path) != shard["sha256"]:
             raise VerifyError(f"{name}: sha256 differs from the manifest (content changed)")
         if shard.get("mask"):
             _check_mask(m.path(shard["mask"]), shard)
@@ -140,5 +131,5 @@ def _check_mask(path: str, shard: dict) -> None:
     if os.path.getsize(path) != shard["tokens"]:
         raise VerifyError(f"{name}: {os.path.getsize(path):,} bytes; shard holds "
                           f"{shard['tokens']:,} tokens")
-    if _sha256(path) != shard["mask_sha256"]:
+    if sha256_file(path) != shard["mask_sha256"]:
         raise VerifyError(f"{name}: sha256 differs from the manifest")

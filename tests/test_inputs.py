@@ -196,3 +196,8 @@ def test_unsupported_file_type(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n")
     with pytest.raises(ConfigError, match="unsupported file type"):
         build(config(tmp_path, [{"name": "x", "paths": [str(tmp_path / "x.csv")]}]))
+
+
+def test_loss_responses_needs_a_kind_with_responses(tmp_path):
+    with pytest.raises(ConfigError, match=r"sources\[0\].loss: kind text has no responses"):
+        instmix.load_config(config(tmp_path, [{"name": "x", "paths": ["a"], "loss": "responses"}]))

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import SourceConfig, _check_keys, _choice, _number, _resolve, _string
+from ..config import (
+    SourceConfig,
+    _check_keys,
+    _choice,
+    _number,
+    _resolve,
+    _string,
+    parse_sources,
+    read_config,
+)
 from ..errors import ConfigError
 
 ENGINES = ("vllm", "openai", "transformers")
@@ -195,21 +204,13 @@ _TOP_KEYS = {f.name for f in fields(AugmentConfig)} - {"where"}
 def load_augment_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = None
                         ) -> AugmentConfig:
     """Parse a YAML file path or a mapping into an :class:`AugmentConfig`."""
-    data, where, base = _read(source, base_dir)
-    if not isinstance(data, Mapping):
-        raise ConfigError(where, "top level", "expected a mapping of keys")
+    data, where, base = read_config(source, base_dir)
     _check_keys(where, "", data, _TOP_KEYS)
     for required in ("synthesizer", "sources", "output"):
         if required not in data:
             raise ConfigError(where, required, "missing")
-    raw = data["sources"]
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError(where, "sources", "expected a non-empty list")
-    sources = tuple(SourceConfig.parse(where, i, s, base) for i, s in enumerate(raw))
-    names = [s.name for s in sources]
+    sources = parse_sources(where, data, base)
     for i, src in enumerate(sources):
-        if names.index(src.name) != i:
-            raise ConfigError(where, f"sources[{i}].name", f"duplicate source name {src.name!r}")
         if src.kind == "augmented":
             raise ConfigError(where, f"sources[{i}].kind",
                               "augment reads raw text; 'augmented' is its output")
@@ -229,24 +230,6 @@ def load_augment_config(source: str | os.PathLike | Mapping, *, base_dir: str | 
         ray=RayConfig.parse(where, data.get("ray")),
         where=where,
     )
-
-
-def _read(source, base_dir):
-    if isinstance(source, Mapping):
-        return source, "<dict>", Path(base_dir or os.getcwd())
-    import yaml
-
-    where = str(source)
-    try:
-        with open(source, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(where, "file", "not found") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(where, "yaml", f"{line}{getattr(e, 'problem', e)}") from None
-    return data, where, Path(base_dir) if base_dir else Path(source).resolve().parent
 
 
 def _opt_str(where: str, key: str, value: Any) -> str | None:

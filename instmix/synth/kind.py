@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from ..errors import ConfigError, InputError
 from ..kinds import Document, Kind
 from ..readers import iter_records
+from .pairkinds import pair_kind
 from .templates import render_chain
 
 _PART = re.compile(r"^part-(\d+)-")
@@ -120,7 +121,17 @@ class AugmentedKind(Kind):
         seed = template_seed(src)
         for chain_id, entries in iter_chains(paths, skip_bad=skip_bad, stats=stats):
             r = render_chain(entries, seed, chain_id)
-            yield Document(chain_id, r.text, r.spans)
+            yield Document(chain_id, r.text, r.spans, _tags(entries, r.layouts))
+
+
+def _tags(entries, layouts) -> tuple[tuple[str, str], ...]:
+    """Composition labels: the layout and pair count of every entry, the kind of every pair."""
+    tags = [("entries_per_chain", str(len(entries)))]
+    for (_, pairs), layout in zip(entries, layouts):
+        tags.append(("layout", layout))
+        tags.append(("pairs_per_text", str(len(pairs))))
+        tags.extend(("pair_kind", pair_kind(q, a)) for q, a in pairs)
+    return tuple(tags)
 
 
 def _count(stats: dict, reason: str) -> None:

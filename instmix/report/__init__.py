@@ -1,0 +1,96 @@
+"""``instmix report``: an HTML page (and PNGs) comparing build folders.
+
+Modules: :mod:`.data` reads builds (manifest and ``.csv.gz`` indexes only), :mod:`.figures`
+draws with matplotlib (Agg, imported lazily), :mod:`.page` assembles the self-contained HTML.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+from ..errors import InstmixError
+from ..manifest import MANIFEST
+
+HTML = "report.html"
+FIGURES = ("share", "running_share", "doc_lengths", "repetitions", "pairs_per_text",
+           "pair_kinds", "layouts")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: str
+    pngs: list[str]
+    builds: list[str]
+
+
+def write_report(dirs: list[str], out: str, *, title: str | None = None) -> ReportFiles:
+    """Read the builds in ``dirs`` and write ``out/report.html`` and ``out/<figure>.png``."""
+    from .data import load_builds
+
+    if not dirs:
+        raise InstmixError("report: give at least one build folder")
+    _check_out(out)
+    builds = load_builds(dirs)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InstmixError("instmix report needs matplotlib: pip install 'instmix[report]'"
+                           ) from None
+    from .figures import all_charts
+    from .page import render
+
+    charts = all_charts(builds)
+    html = render(builds, charts, title)
+    os.makedirs(out, exist_ok=True)
+    pngs = []
+    for chart in charts:
+        path = os.path.join(out, chart.name + ".png")
+        write_atomic(path, chart.png)
+        pngs.append(path)
+    made = {c.name for c in charts}
+    for name in FIGURES:  # a figure of an earlier report that no longer applies
+        stale = os.path.join(out, name + ".png")
+        if name not in made and os.path.isfile(stale):
+            os.remove(stale)
+    path = os.path.join(out, HTML)
+    write_atomic(path, html.encode("utf-8"))
+    return ReportFiles(path, pngs, [b.root for b in builds])
+
+
+def _check_out(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InstmixError(f"{out}: exists and is not a folder; --out names a folder")
+    if os.path.isfile(os.path.join(out, MANIFEST)):
+        raise InstmixError(f"{out}: is a build folder (a rebuild replaces it); choose another "
+                           "--out")
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write to a temporary sibling, then rename over ``path``: readers see old or new."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+__all__ = ["FIGURES", "HTML", "ReportFiles", "write_report", "write_atomic"]
