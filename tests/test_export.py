@@ -256,6 +256,19 @@ def test_llamafactory_text_route(builds, tmp_path):
     assert any("interleave_under stops" in line for line in r.lines)
 
 
+def test_llamafactory_one_source_is_not_interleaved(tmp_path, paragraphs):
+    raw = write_jsonl(tmp_path / "raw.jsonl", [{"text": p} for p in paragraphs[:50]])
+    other = write_jsonl(tmp_path / "other.jsonl", [{"text": p} for p in paragraphs[50:60]])
+    cfg = config(tmp_path, [{"name": "raw", "paths": [raw]},
+                            {"name": "other", "paths": [other], "ratio": 0}])
+    instmix.build(instmix.load_config(cfg))
+    r = export("llamafactory", cfg["output"], str(tmp_path / "lf"), routes=("text",))
+    recipe = yaml.safe_load((tmp_path / "lf" / "llamafactory_pt_text.yaml").read_text())
+    assert recipe["dataset"] == "raw" and "interleave_probs" not in recipe
+    assert "mix_strategy" not in recipe and r.report["text"]["interleave_under"] is None
+    assert sorted(os.listdir(tmp_path / "lf" / "text")) == ["dataset_info.json", "raw.jsonl"]
+
+
 def test_llamafactory_options_are_validated(builds, tmp_path):
     with pytest.raises(ConfigError, match="rows: expected one of blocks, documents"):
         export("llamafactory", builds["inter"], str(tmp_path), rows="lines")

@@ -18,27 +18,24 @@ masks cannot be expressed.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..shards import open_tokens, read_index
 from .facts import BuildFacts, load_facts
-from .files import swap_in, temp_dir_beside, write_atomic, write_report, yaml_block
+from .files import write_atomic, write_report, yaml_block
 from .interleave import (
+    StopEffect,
     doc_probabilities,
     expected_token_shares,
     round_probabilities,
     simulate_interleave_under,
 )
+from .lf_files import TEXT_DIR, TOKENIZED_DIR, doc_lengths, write_text, write_tokenized
 from .options import ExportOptions, ExportResult
 
-TOKENIZED_DIR = "tokenized"
-TEXT_DIR = "text"
 TOKENIZED_YAML = "llamafactory_pt_tokenized.yaml"
 TEXT_YAML = "llamafactory_pt_text.yaml"
 ROUTES = ("tokenized", "text")
@@ -76,74 +73,6 @@ class LlamaFactoryOptions(ExportOptions):
             raise ConfigError(self.where, "sim_runs", f"expected >= 0, got {self.sim_runs!r}")
 
 
-# ---------------------------------------------------------------- route (a): token-exact
-
-def _blocks(paths: list[str], dtype: str, seq_len: int):
-    """``seq_len`` blocks of the concatenated files; the last one may be shorter."""
-    carry = np.zeros(0, dtype=np.int64)
-    for path in paths:
-        tokens = open_tokens(path, dtype)
-        pos = 0
-        if len(carry):
-            take = min(seq_len - len(carry), len(tokens))
-            carry = np.concatenate([carry, tokens[:take]])
-            pos = take
-            if len(carry) < seq_len:
-                continue
-            yield {"input_ids": carry.tolist()}
-            carry = np.zeros(0, dtype=np.int64)
-        while pos + seq_len <= len(tokens):
-            yield {"input_ids": tokens[pos:pos + seq_len].tolist()}
-            pos += seq_len
-        carry = np.asarray(tokens[pos:], dtype=np.int64)
-    if len(carry):
-        yield {"input_ids": carry.tolist()}
-
-
-def _documents(paths: list[str], dtype: str):
-    for path in paths:
-        tokens = open_tokens(path, dtype)
-        idx = read_index(path)
-        for a, b in zip(idx.start.tolist(), idx.end.tolist()):
-            yield {"input_ids": tokens[a:b].tolist()}
-
-
-def write_tokenized(facts: BuildFacts, opts: LlamaFactoryOptions, dest: str) -> int:
-    """Write the ``save_to_disk`` folder ``dest`` atomically; return its row count."""
-    import datasets
-    from datasets.utils.logging import disable_progress_bar, enable_progress_bar
-
-    # A tuple: datasets splits list-valued gen_kwargs into shards, one generator call each,
-    # which would restart the blocks at every file.
-    paths = tuple(f.path for f in facts.shards)
-    if opts.rows == "blocks":
-        gen, kwargs = _blocks, {"paths": paths, "dtype": facts.dtype, "seq_len": opts.seq_len}
-    else:
-        gen, kwargs = _documents, {"paths": paths, "dtype": facts.dtype}
-    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-    tmp = temp_dir_beside(dest)
-    cache = os.path.join(tmp, ".cache")
-    disable_progress_bar()
-    try:
-        ds = datasets.Dataset.from_generator(gen, gen_kwargs=kwargs, features=features,
-                                             cache_dir=cache)
-        rows = len(ds)
-        ds.save_to_disk(os.path.join(tmp, "data"))
-        del ds
-        shutil.rmtree(cache, ignore_errors=True)
-        data = os.path.join(tmp, "data")
-        for name in os.listdir(data):
-            os.rename(os.path.join(data, name), os.path.join(tmp, name))
-        os.rmdir(data)
-        swap_in(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        enable_progress_bar()
-    return rows
-
-
 # ---------------------------------------------------------------- route (b): text
 
 @dataclass(frozen=True)
@@ -163,19 +92,6 @@ class TextMix:
         return float(max(abs(e - t) for e, t in zip(self.expected, self.target)))
 
 
-def doc_lengths(facts: BuildFacts) -> dict[str, list[np.ndarray]]:
-    """Per source, its documents' lengths in stream order (BOS not counted)."""
-    bos = int(facts.bos_token_id is not None)
-    out: dict[str, list[np.ndarray]] = {s.name: [] for s in facts.used_sources}
-    for f in facts.shards:
-        idx = read_index(f.path)
-        lengths = idx.end - idx.start - bos
-        src = np.asarray(idx.src)
-        for name in out:
-            out[name].append(lengths[src == name])
-    return out
-
-
 def text_mix(facts: BuildFacts, lengths: dict[str, np.ndarray], decimals: int) -> TextMix:
     names = [s.name for s in facts.used_sources]
     docs = [len(lengths[n]) for n in names]
@@ -185,40 +101,6 @@ def text_mix(facts: BuildFacts, lengths: dict[str, np.ndarray], decimals: int) -
     probs = round_probabilities(doc_probabilities(target, mean), decimals)
     expected = expected_token_shares([float(p) for p in probs], mean).tolist()
     return TextMix(names, docs, mean, target, probs, expected)
-
-
-def write_text(facts: BuildFacts, dest: str, batch: int = 2048) -> dict[str, str]:
-    """Decode every document of the build into ``dest/<source>.jsonl`` (``{"text": ...}``,
-    in stream order, repetitions included) and write ``dataset_info.json``."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(facts.tokenizer_path)
-    bos = int(facts.bos_token_id is not None)
-    names = [s.name for s in facts.used_sources]
-    tmp = temp_dir_beside(dest)
-    try:
-        files = {n: open(os.path.join(tmp, f"{n}.jsonl"), "w", encoding="utf-8") for n in names}
-        for f in facts.shards:
-            tokens = open_tokens(f.path, facts.dtype)
-            idx = read_index(f.path)
-            for lo in range(0, len(idx), batch):
-                hi = min(lo + batch, len(idx))
-                ids = [tokens[a + bos:b - 1].tolist() for a, b in
-                       zip(idx.start[lo:hi].tolist(), idx.end[lo:hi].tolist())]
-                texts = tok.decode_batch(ids, skip_special_tokens=False)
-                for src, text in zip(idx.src[lo:hi], texts):
-                    files[src].write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
-        for fh in files.values():
-            fh.close()
-        info = {n: {"file_name": f"{n}.jsonl", "columns": {"prompt": "text"}} for n in names}
-        with open(os.path.join(tmp, "dataset_info.json"), "w", encoding="utf-8") as fh:
-            json.dump(info, fh, indent=2)
-            fh.write("\n")
-        swap_in(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {n: os.path.join(dest, f"{n}.jsonl") for n in names}
 
 
 # ---------------------------------------------------------------- recipes
@@ -290,9 +172,11 @@ def text_recipe(facts: BuildFacts, opts: LlamaFactoryOptions, out: str, mix: Tex
     if facts.has_masks:
         head.append("# NOTE: the build's loss masks are lost in text form; every token trains.")
     args = _base_args(opts)
-    args.update({"dataset": ",".join(mix.names), "dataset_dir": os.path.join(out, TEXT_DIR),
-                 "mix_strategy": "interleave_under",
-                 "interleave_probs": ",".join(mix.probs), "cutoff_len": opts.seq_len})
+    args.update({"dataset": ",".join(mix.names), "dataset_dir": os.path.join(out, TEXT_DIR)})
+    if len(mix.names) > 1:
+        args.update({"mix_strategy": "interleave_under",
+                     "interleave_probs": ",".join(mix.probs)})
+    args["cutoff_len"] = opts.seq_len
     args.update(_train_args(out, "text"))
     return "\n".join(head) + "\n" + yaml_block(args)
 
@@ -307,11 +191,24 @@ def mix_table(mix: TextMix) -> list[str]:
                       for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
 
 
-def _effect_lines(mix: TextMix, effect, prefix: str = "") -> list[str]:
+def stop_effect(mix: TextMix, lengths: dict[str, np.ndarray], runs: int,
+                seed: int) -> StopEffect | str:
+    """The simulated interleave_under stop, or why it was not simulated."""
+    if len(mix.names) < 2:
+        return "one source: nothing to interleave"
+    if not runs:
+        return "not simulated (sim_runs 0)"
+    effect = simulate_interleave_under([lengths[n] for n in mix.names],
+                                       [float(p) for p in mix.probs], mix.target,
+                                       runs=runs, seed=seed)
+    return effect or "not simulated (too many documents)"
+
+
+def _effect_lines(mix: TextMix, effect: StopEffect | str, prefix: str = "") -> list[str]:
     lines = [f"{prefix}residual token-share error from rounding the probabilities: "
              f"{mix.rounding_error:.2e}"]
-    if effect is None:
-        lines.append(f"{prefix}interleave_under stop: not simulated (too many documents)")
+    if isinstance(effect, str):
+        lines.append(f"{prefix}interleave_under: {effect}")
     else:
         lines.append(f"{prefix}interleave_under stops at the first exhausted source: over "
                      f"{effect.runs} simulated runs it keeps {effect.used_fraction_mean:.1%} of "
@@ -329,7 +226,8 @@ def export_llamafactory(build: str, out: str | None = None, **options) -> Export
     report: dict = {"framework": "llamafactory", "build": facts.root,
                     "manifest_sha256": facts.manifest_sha256}
     if "tokenized" in opts.routes:
-        rows = write_tokenized(facts, opts, os.path.join(out, TOKENIZED_DIR))
+        rows = write_tokenized(facts, os.path.join(out, TOKENIZED_DIR), opts.rows,
+                               opts.seq_len)
         recipe = write_atomic(os.path.join(out, TOKENIZED_YAML),
                               tokenized_recipe(facts, opts, out, rows))
         report["tokenized"] = {"dir": TOKENIZED_DIR, "rows": rows, "row_kind": opts.rows,
@@ -342,11 +240,7 @@ def export_llamafactory(build: str, out: str | None = None, **options) -> Export
         per_file = doc_lengths(facts)
         lengths = {n: np.concatenate(v) for n, v in per_file.items()}
         mix = text_mix(facts, lengths, opts.decimals)
-        effect = None
-        if opts.sim_runs:
-            effect = simulate_interleave_under([lengths[n] for n in mix.names],
-                                               [float(p) for p in mix.probs], mix.target,
-                                               runs=opts.sim_runs, seed=facts.seed)
+        effect = stop_effect(mix, lengths, opts.sim_runs, facts.seed)
         write_text(facts, os.path.join(out, TEXT_DIR))
         recipe = write_atomic(os.path.join(out, TEXT_YAML),
                               text_recipe(facts, opts, out, mix, effect))
@@ -356,7 +250,7 @@ def export_llamafactory(build: str, out: str | None = None, **options) -> Export
             "documents": mix.documents, "mean_document_tokens": mix.mean_tokens,
             "token_shares": mix.target, "interleave_probs": mix.probs,
             "expected_token_shares": mix.expected, "rounding_error": mix.rounding_error,
-            "interleave_under": None if effect is None else asdict(effect)}
+            "interleave_under": None if isinstance(effect, str) else asdict(effect)}
         result.files += [os.path.join(out, TEXT_DIR), recipe]
         result.lines += [f"wrote {os.path.join(out, TEXT_DIR)} and {recipe}",
                          *("  " + x for x in mix_table(mix)),
