@@ -107,8 +107,13 @@ def chunk_plan(facts: BuildFacts, seq_len: int, where: str) -> tuple[int, int, l
     return instances, dropped, warnings
 
 
-def _pad(tokenizer_json: str, eos_id: int) -> tuple[int, str | None]:
-    """The tokenizer's pad token by name, else EOS (padding is masked out either way)."""
+def _pad(tokenizer_json: str, eos_id: int, bos_id: int | None) -> tuple[int, str | None]:
+    """The tokenizer's pad token by name; else BOS when documents start with one, else EOS.
+
+    Padding never trains (trainers mask it), but OLMo-core also scans padded instances for
+    document boundaries (EOS, or EOS followed by BOS when a BOS id is set): with BOS
+    documents, EOS padding would be counted as part of the last document, BOS padding
+    is not."""
     try:
         with open(tokenizer_json, encoding="utf-8") as f:
             added = json.load(f).get("added_tokens") or []
@@ -118,7 +123,7 @@ def _pad(tokenizer_json: str, eos_id: int) -> tuple[int, str | None]:
     for name in PAD_NAMES:
         if isinstance(by_name.get(name), int):
             return by_name[name], name
-    return eos_id, None
+    return (eos_id if bos_id is None else bos_id), None
 
 
 def load_facts(root: str) -> BuildFacts:
@@ -130,7 +135,8 @@ def load_facts(root: str) -> BuildFacts:
     try:
         tok = m.tokenizer
         tok_path = m.path(tok["path"])
-        pad_id, pad_name = _pad(tok_path, int(tok["eos_token_id"]))
+        bos = tok.get("bos_token_id")
+        pad_id, pad_name = _pad(tok_path, int(tok["eos_token_id"]), bos)
         shards = tuple(ShardFile(
             rel=s["path"], path=m.path(s["path"]), tokens=int(s["tokens"]),
             documents=int(s["documents"]), sources=dict(s.get("sources", {})),

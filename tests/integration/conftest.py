@@ -102,14 +102,33 @@ def make_build(root: Path, corpus: dict, name: str, **config) -> Path:
     return root / name
 
 
+def bos_tokenizer(root: Path, corpus: dict) -> Path:
+    """A small byte-level BPE whose template adds ``<s>`` (BOS) to every document."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    with open(corpus["raw"]) as f:
+        tok.train_from_iterator([json.loads(line)["text"] for line in f], trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    path = root / "bos-tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def builds(tmp_path_factory, corpus) -> dict:
     """``inter``: interleaved, uint16, loss masks; ``per``: the same plan, ``per_source``;
-    ``wide``: OLMo 2's tokenizer (uint32), no masks."""
+    ``wide``: OLMo 2's tokenizer (uint32), no masks; ``bos``: documents start with BOS."""
     root = tmp_path_factory.mktemp("builds")
     return {
         "inter": make_build(root, corpus, "inter"),
         "per": make_build(root, corpus, "per", layout="per_source"),
         "wide": make_build(root, corpus, "wide", tokenizer=str(DOLMA2_TOKENIZER),
                            orca_loss="all"),
+        "bos": make_build(root, corpus, "bos", tokenizer=str(bos_tokenizer(root, corpus))),
     }

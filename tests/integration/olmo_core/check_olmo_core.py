@@ -58,22 +58,21 @@ def check_chunks(ds, build, seq):
             "has_label_mask": "label_mask" in ds[0]}
 
 
-def check_packed(ds, build, seq, pad, eos):
+def check_packed(ds, build, seq, pad):
     """Every document, truncated to seq, is served once, with its mask; the rest is pad."""
     served, pad_tokens = Counter(), 0
     for i in range(len(ds)):
         item = ds[i]
         ids = item["input_ids"].numpy()
         mask = item["label_mask"].numpy()
-        pos = 0
-        for n in item["doc_lens"].tolist():
-            seg, mseg = ids[pos:pos + n], mask[pos:pos + n]
-            if pos + n == len(ids) and seg[-1] != eos and np.all(seg == pad) and not mseg.any():
-                pad_tokens += n
-            else:
-                served[(seg.tobytes(), mseg.tobytes())] += 1
-            pos += n
-        assert pos == len(ids) == seq
+        bounds = np.cumsum([0, *item["doc_lens"].tolist()])
+        assert bounds[-1] == len(ids) == seq
+        segments = [(ids[a:b], mask[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        # trailing padding: pad ids that never train (a real document always holds text)
+        while segments and np.all(segments[-1][0] == pad) and not segments[-1][1].any():
+            pad_tokens += len(segments.pop()[0])
+        for seg, mseg in segments:
+            served[(seg.tobytes(), mseg.tobytes())] += 1
     want = Counter()
     for path in build.paths:
         for _, tokens, mask in build.shard(path).documents():
@@ -105,8 +104,7 @@ def main(export_dir, build_dir, work_dir):
     same_config(packed_py, packed_yaml)
     ds = packed_py.build()
     ds.prepare()
-    out["packed"] = check_packed(ds, build, seq, mod.TOKENIZER.pad_token_id,
-                                 mod.TOKENIZER.eos_token_id)
+    out["packed"] = check_packed(ds, build, seq, mod.TOKENIZER.pad_token_id)
 
     mix_yaml = os.path.join(export_dir, "olmo_core_mixture.yaml")
     if os.path.exists(mix_yaml):

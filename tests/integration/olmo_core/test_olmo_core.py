@@ -28,7 +28,7 @@ def served_per_source(build: Path, seq: int) -> dict:
     return out
 
 
-@pytest.fixture(scope="module", params=["inter", "per", "wide"])
+@pytest.fixture(scope="module", params=["inter", "per", "wide", "bos"])
 def checked(request, builds, tmp_path_factory):
     build = builds[request.param]
     out = tmp_path_factory.mktemp(f"olmo-core-{request.param}")
@@ -72,8 +72,10 @@ def test_label_masks_are_applied(checked):
 
 
 def test_packed_serves_every_document_once(checked):
-    _, _, m, result, _ = checked
+    """Documents are found by EOS (and EOS followed by BOS for the ``bos`` build)."""
+    name, _, m, result, _ = checked
     assert result["packed"]["documents"] == m["documents"]
+    assert (m["tokenizer"]["bos_token_id"] is not None) == (name == "bos")
 
 
 def test_source_mixture_reproduces_the_plan(checked):
