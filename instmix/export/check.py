@@ -34,6 +34,10 @@ _MISSING = object()
 def load_config_file(path: str) -> Mapping:
     import yaml
 
+    if path.endswith(".py"):
+        raise ConfigError(path, "file", "a Python config cannot be checked; check a YAML or "
+                          "JSON dump of it, or compare its TokenizerConfig and dtype with the "
+                          "exported olmo_core_data.py")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f) if path.endswith(".json") else yaml.safe_load(f)

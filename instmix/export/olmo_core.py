@@ -282,6 +282,8 @@ def export_olmo_core(build: str, out: str | None = None, **options) -> ExportRes
     opts = OlmoCoreOptions(**options)
     facts = load_facts(build)
     out = os.path.abspath(out or os.path.join(facts.root, "export-olmo-core"))
+    instances, dropped, warnings = chunk_plan(facts, opts.seq_len, opts.where)  # may raise
+    req = requested_tokens(facts, opts)  # may raise
     stale = [n for n, _ in YAML_FILES.values()]
     files = [write_atomic(os.path.join(out, PY_FILE), render_python(facts, opts))]
     for name, text in render_yaml(facts, opts).items():
@@ -290,18 +292,14 @@ def export_olmo_core(build: str, out: str | None = None, **options) -> ExportRes
     for name in stale:  # e.g. a mixture file from an earlier per_source build
         if os.path.exists(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
-    instances, dropped, warnings = chunk_plan(facts, opts.seq_len, opts.where)
-    served = instances * opts.seq_len
     report = {"framework": "olmo-core", "build": facts.root,
               "manifest_sha256": facts.manifest_sha256, "seq_len": opts.seq_len,
-              "files": [os.path.basename(f) for f in files], "fsl_instances": served // opts.seq_len,
-              "fsl_tokens_dropped": facts.total_tokens - served}
+              "files": [os.path.basename(f) for f in files], "fsl_instances": instances,
+              "fsl_tokens_dropped": dropped}
     lines = [*(f"wrote {f}" for f in files),
-             f"  fsl: {served // opts.seq_len:,} instances of {opts.seq_len} tokens; "
-             f"{facts.total_tokens - served:,} tokens dropped at file ends",
-             *("  " + w for w in warnings)]
+             f"  fsl: {instances:,} instances of {opts.seq_len} tokens; "
+             f"{dropped:,} tokens dropped at file ends", *("  " + w for w in warnings)]
     if facts.layout == "per_source":
-        req = requested_tokens(facts, opts)
         report["mixture_requested_tokens"] = req
         if req == facts.total_tokens:
             expected = expected_mixture(facts, opts.seq_len)
