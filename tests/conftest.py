@@ -18,6 +18,9 @@ OLMO_TOKENIZER = str(ROOT / "examples" / "quickstart" / "tokenizer.json")  # GPT
 DOLMA2_TOKENIZER = str(ROOT / "tests" / "fixtures" / "dolma2-tokenizer.json")  # OLMo 2, 100278
 RAW_DOCS = sorted((ROOT / "examples" / "quickstart" / "data" / "raw").glob("*.jsonl.zst"))
 
+# The integration tier needs the trainer venvs; scripts/integration.sh runs it.
+collect_ignore = [] if os.environ.get("INSTMIX_INTEGRATION") == "1" else ["integration"]
+
 
 def read_jsonl_zst(path) -> list[dict]:
     with open(path, "rb") as f:

@@ -4,7 +4,8 @@
 The builds and exports run here, in the main venv; each framework check is a script run
 with its venv's python (``.venvs/<framework>``, made by ``scripts/integration.sh``) that
 imports only the framework, numpy and ``buildfiles.py``, and prints its observations as
-one JSON line. Without ``INSTMIX_INTEGRATION=1`` every test here is skipped.
+one JSON line. ``tests/conftest.py`` collects this folder only with
+``INSTMIX_INTEGRATION=1``, which ``scripts/integration.sh`` sets.
 """
 
 from __future__ import annotations
@@ -26,18 +27,8 @@ ROOT = HERE.parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart"
 OLMO_TOKENIZER = QUICKSTART / "tokenizer.json"  # GPT-NeoX OLMo: 50,280 ids -> uint16
 DOLMA2_TOKENIZER = ROOT / "tests" / "fixtures" / "dolma2-tokenizer.json"  # 100,278 -> uint32
-ENABLED = os.environ.get("INSTMIX_INTEGRATION") == "1"
 VENVS = Path(os.environ.get("INSTMIX_VENVS", ROOT / ".venvs"))
 SEQ = 256  # small, so that the small builds give many instances
-
-
-def pytest_collection_modifyitems(config, items):
-    if ENABLED:
-        return
-    skip = pytest.mark.skip(reason="integration tier: run scripts/integration.sh")
-    for item in items:
-        if HERE in Path(str(item.fspath)).parents:
-            item.add_marker(skip)
 
 
 def venv_python(name: str) -> str:
