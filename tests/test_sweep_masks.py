@@ -185,3 +185,32 @@ def test_loss_none_trains_nothing_but_counts_tokens(tmp_path):
     orca = [s for s in manifest["sources"] if s["name"] == "orca"][0]
     assert orca["loss_tokens"] == 0 and orca["tokens"] > 0
     shutil.rmtree(out)
+
+
+def test_zero_copy_sweep_writes_tokens_once(tmp_path, sources, count_encodes):
+    import yaml
+
+    from instmix.sweep import sweep_zero_copy
+
+    cfg = instmix.load_config(sources)
+    summary = sweep_zero_copy(cfg, expand(cfg, ["b=0.25,1,2"]), out=str(tmp_path / "z"),
+                              seq_len=256)
+    assert len(count_encodes) == 20 + 500
+    pool = instmix.manifest.load_manifest(str(tmp_path / "z" / "pool"))
+    assert pool["layout"] == "per_source"
+    verify(str(tmp_path / "z" / "pool"))
+    npy = [p for p in (tmp_path / "z").rglob("*.npy")]
+    assert all("pool" in p.parts for p in npy)  # the mixtures hold configs, no tokens
+    held = {s["name"]: s["tokens"] for s in pool.sources}
+    for m in summary["mixtures"]:
+        body = yaml.safe_load((tmp_path / "z" / m["output"] / "olmo_core_mixture.yaml").read_text())
+        smc = body["source_mixture_config"]
+        assert smc["requested_tokens"] == m["requested_tokens"] == sum(m["targets"].values())
+        for s in smc["source_list"]["sources"]:
+            need = int(m["requested_tokens"] * s["target_ratio"])
+            assert need <= held[s["source_name"]] * s["max_repetition_ratio"]
+            assert all(p.startswith(str(tmp_path / "z" / "pool" / "sources" /
+                                        s["source_name"])) for p in s["paths"])
+        # the pool holds every mixture's plan for each source
+        for name, target in m["targets"].items():
+            assert target <= held[name]

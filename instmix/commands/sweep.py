@@ -18,6 +18,11 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], dest="sets",
                    metavar="NAME=V,NAME=V", help="one full ratio set (repeatable)")
     p.add_argument("--out", help="folder for the mixtures (default: the config's output)")
+    p.add_argument("--zero-copy", action="store_true",
+                   help="write tokens once (a per-source pool build) and, per ratio set, only "
+                   "an OLMo-core source-mixture config over the pool's files")
+    p.add_argument("--seq-len", type=int, default=4096,
+                   help="OLMo-core sequence length for --zero-copy configs (default 4096)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -25,13 +30,21 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..config import load_config
     from ..progress import Progress
-    from ..sweep import expand, parse_set, sweep
+    from ..sweep import expand, parse_set, sweep, sweep_zero_copy
 
     cfg = load_config(args.config)
     sets = (expand(cfg, args.ratios) if args.ratios else []) + \
         [parse_set(cfg, s) for s in args.sets]
     out = os.path.abspath(args.out) if args.out else cfg.output
-    summary = sweep(cfg, sets, out=out, progress=Progress(False if args.no_progress else None))
+    progress = Progress(False if args.no_progress else None)
+    if args.zero_copy:
+        summary = sweep_zero_copy(cfg, sets, out=out, seq_len=args.seq_len, progress=progress)
+        print(f"{len(summary['mixtures'])} OLMo-core mixture config(s) in {out} over "
+              f"{out}/pool ({sum(summary['pool_tokens'].values()):,} tokens written once)")
+        for m in summary["mixtures"]:
+            print(f"  {m['label']}/olmo_core_mixture.yaml  requested {m['requested_tokens']:,}")
+        return 0
+    summary = sweep(cfg, sets, out=out, progress=progress)
     names = [s.name for s in cfg.sources]
     width = max(len(m["label"]) for m in summary["mixtures"])
     print(f"{len(summary['mixtures'])} mixture(s) in {out} "
