@@ -74,7 +74,8 @@ READERS = [
     ("hf_iter8", "HF datasets, torch format, .iter(batch_size=8), in order", "peer"),
     ("hf_rows", "HF datasets, torch format, per row, in order", "peer"),
     ("hf_rows_shuf", "HF datasets, torch format, per row, .shuffle(seed=0)", "peer"),
-    ("mosaic", "MosaicML StreamingDataset (MDS), shuffled, items", "peer"),
+    ("mosaic_8", "MosaicML StreamingDataset (MDS), shuffled, items, batch_size=8", "peer"),
+    ("mosaic_64", "MosaicML StreamingDataset (MDS), shuffled, items, batch_size=64", "peer"),
 ]
 
 
@@ -346,15 +347,17 @@ def reader(name: str, paths: dict):
                     n += row["input_ids"].shape[0]
             return n
         return make, run
-    if name == "mosaic":
+    if name.startswith("mosaic_"):
         import_streaming()
         from streaming import StreamingDataset
         from streaming.base.util import clean_stale_shared_memory
 
         def make():
             clean_stale_shared_memory()
+            # batch_size sets how far its ready thread runs ahead (predownload = 8x);
+            # with batch_size=1 the reader mostly sleeps (2.2 M tok/s here).
             return StreamingDataset(local=paths["mds"], shuffle=True, shuffle_seed=0,
-                                    batch_size=1)
+                                    batch_size=int(name.split("_")[1]))
 
         def run(ds):
             n = 0
@@ -454,9 +457,11 @@ def mixture(paths: dict) -> dict:
         **share_stats(shares), "seconds": seconds, "short_doc_share": doc_share}
     shuf = np.asarray(packed.shuffle(seed=0).with_format("numpy")["short"][:MIX_SEQS]) / L
     res["HF interleave_datasets + group_texts, shuffled"] = share_stats(shuf)
-    res["_sources"] = {
-        "short": {"docs": len(short), "tokens": int(sum(len(x) for x in short["input_ids"]))},
-        "long": {"docs": len(long_), "tokens": int(sum(len(x) for x in long_["input_ids"]))}}
+    res["_sources"] = {}
+    for name, ds in (("short", short), ("long", long_)):
+        lens = np.array([len(x) for x in ds["input_ids"]])
+        res["_sources"][name] = {"docs": len(lens), "tokens": int(lens.sum()),
+                                 "mean_doc": float(lens.mean()), "max_doc": int(lens.max())}
     return res
 
 
@@ -558,8 +563,9 @@ def main() -> None:
     for key_, other, want in (("ShardDataset >= 0.8x reference", "ref_shuf", 0.8),
                               ("ShardDataset >= 1.2x litdata", "litdata", 1.2),
                               ("ShardDataset >= 10x MosaicML", "mosaic", 10.0)):
-        if sd and other in rows:
-            x = sd / rows[other]["mtok_s"]
+        peers = [r["mtok_s"] for n, r in rows.items() if n == other or n.startswith(other + "_")]
+        if sd and peers:  # against the peer's fastest setting
+            x = sd / max(peers)
             goals[key_] = {"ratio": x, "met": x >= want}
     if goals:
         print()
@@ -571,10 +577,10 @@ def main() -> None:
         mix = child(args, "mixture", mix_paths)
         srcs = mix.pop("_sources")
         print()
-        print(f"30/70 token mixture: short source {srcs['short']['docs']:,} documents, "
-              f"{srcs['short']['tokens']:,} tokens; long source {srcs['long']['docs']:,} "
-              f"documents, {srcs['long']['tokens']:,} tokens; first {MIX_SEQS:,} sequences "
-              f"of {L}, batches of {BATCH}")
+        print("30/70 token mixture, " + "; ".join(
+            f"{k} source: {v['docs']:,} documents, {v['tokens']:,} tokens (mean "
+            f"{v['mean_doc']:,.0f}, longest {v['max_doc']:,})" for k, v in srcs.items())
+            + f"; first {MIX_SEQS:,} sequences of {L}, batches of {BATCH}")
         print("| reader | share after 100 seqs | share, all | max dev after 100 | "
               "worst batch share |")
         print("|---|---:|---:|---:|---:|")

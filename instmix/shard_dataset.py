@@ -185,10 +185,15 @@ class ShardDataset(IterableDataset):
 
     def _fill(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
         """A batch for ``windows``: input_ids/labels [n, L], doc_lens [n, max docs], index."""
-        n, L = len(windows), self.seq_len
-        buf = np.empty((2, n, L), dtype=np.int64)  # one allocation for ids and labels
-        ids, labels = buf[0], buf[1]
-        dl = np.zeros((n, self.max_docs), dtype=np.int64)
+        n, L, D = len(windows), self.seq_len, self.max_docs
+        # One allocation for the whole batch: ids, labels, doc_lens and index are views of
+        # it (a worker then hands the batch over as one shared-memory block).
+        flat = np.empty(n * (2 * L + D + 1), dtype=np.int64)
+        ids = flat[:n * L].reshape(n, L)
+        labels = flat[n * L:2 * n * L].reshape(n, L)
+        dl = flat[2 * n * L:n * (2 * L + D)].reshape(n, D)
+        dl[...] = 0
+        flat[n * (2 * L + D):] = windows
         shard_of = np.searchsorted(self._window_starts, windows, side="right") - 1
         local = windows - self._window_starts[shard_of]
         tail = local >= self._full_windows[shard_of]  # padded last windows (drop_last=False)
@@ -219,9 +224,10 @@ class ShardDataset(IterableDataset):
             for r in np.flatnonzero(tail).tolist():
                 s = int(shard_of[r])
                 self._fill_tail(self.shards[s], int(local[r]), ids[r], labels[r], dl[r])
-        return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
-                "doc_lens": torch.from_numpy(dl),
-                "index": torch.from_numpy(np.array(windows, dtype=np.int64))}
+        t = torch.from_numpy(flat)
+        return {"input_ids": t[:n * L].view(n, L), "labels": t[n * L:2 * n * L].view(n, L),
+                "doc_lens": t[2 * n * L:n * (2 * L + D)].view(n, D),
+                "index": t[n * (2 * L + D):]}
 
     def _doc_lens(self, starts: np.ndarray, rows: np.ndarray | None, dl: np.ndarray) -> None:
         """doc_lens of full windows starting at global token offsets ``starts`` (of rows
