@@ -125,6 +125,7 @@ class ShardDataset(IterableDataset):
         # torch collate can stack items; unused slots are 0.
         self.max_docs = max((self._most_pieces(s, c) for s, c in zip(self.shards, counts)),
                             default=1)
+        self._piece_off, self._pieces = self._piece_table()
         self._chunk = 1  # sequences per worker turn; instmix.DataLoader sets its batch size
         self._skip = 0  # items to skip in the next __iter__ (load_state_dict)
         self._yielded = 0
@@ -158,9 +159,9 @@ class ShardDataset(IterableDataset):
 
     # -- reading -------------------------------------------------------------------------
     # Reading is vectorised: window ids are computed for many positions in one call (the
-    # permutation's per-call cost dominates small calls), a batch's rows are gathered from
-    # each shard's [windows, seq_len] view in one fancy index, and its doc_lens come from
-    # a few array operations instead of a Python loop over rows.
+    # permutation's per-call cost dominates small calls), a batch's rows are gathered in
+    # one call from per-shard [windows, seq_len] views and widened in two, and its
+    # doc_lens are gathered from a table computed at construction (``_piece_table``).
     def _grids(self, shard_ids) -> list:
         """Per shard, its full windows as [windows, seq_len] views of the tokens and the
         mask (None without): plain ndarrays, as indexing a memmap subclass costs more than
@@ -197,14 +198,14 @@ class ShardDataset(IterableDataset):
         shard_of = np.searchsorted(self._window_starts, windows, side="right") - 1
         local = windows - self._window_starts[shard_of]
         tail = local >= self._full_windows[shard_of]  # padded last windows (drop_last=False)
-        rows = np.flatnonzero(~tail) if tail.any() else None  # full-window rows (None: all)
+        any_tail = bool(tail.any())
         sl, ll = shard_of.tolist(), local.tolist()
         grids = self._grids(sl)
         # Rows in the files' dtype, one gather, then widened for ids and labels at once.
         raw = np.empty((n, L), dtype=self.dtype)
         if not n:
             pass
-        elif sl[0] == sl[-1] and rows is None and (shard_of == sl[0]).all():
+        elif sl[0] == sl[-1] and not any_tail and (shard_of == sl[0]).all():
             np.take(grids[sl[0]][0], local, axis=0, out=raw, mode="clip")  # one shard
         else:
             pad = self._pad_rows[0]
@@ -219,8 +220,13 @@ class ShardDataset(IterableDataset):
                                     for s, w in zip(sl, ll)]).reshape(n, L)
             if not train.all():
                 np.copyto(labels, IGNORE, where=~train)
-        self._doc_lens(self._token_starts[shard_of] + local * L, rows, dl)
-        if rows is not None:
+        # doc_lens: this batch's rows of the table (tail rows have none there)
+        off = self._piece_off[windows]
+        cnt = self._piece_off[windows + 1] - off
+        rid = np.repeat(np.arange(n), cnt)
+        j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
+        dl[rid, j] = self._pieces[off[rid] + j]
+        if any_tail:
             for r in np.flatnonzero(tail).tolist():
                 s = int(shard_of[r])
                 self._fill_tail(self.shards[s], int(local[r]), ids[r], labels[r], dl[r])
@@ -229,32 +235,49 @@ class ShardDataset(IterableDataset):
                 "doc_lens": t[2 * n * L:n * (2 * L + D)].view(n, D),
                 "index": t[n * (2 * L + D):]}
 
-    def _doc_lens(self, starts: np.ndarray, rows: np.ndarray | None, dl: np.ndarray) -> None:
-        """doc_lens of full windows starting at global token offsets ``starts`` (of rows
-        ``rows``, all when None): the pieces [a, e_1), [e_1, e_2), ..., [e_m, b) of each
-        window [a, b) cut by the document ends e_i strictly inside it, empty ones dropped.
-        The ends of all shards are one ascending array of global offsets (a window lies
-        inside its shard, so only its shard's ends fall inside it), between sentinels:
-        piece j of a window is [max(ext[k0 + j], a), min(ext[k0 + j + 1], b)) where k0
-        counts the ends <= a."""
+    def _pieces_of(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """doc_lens of full windows starting at global token offsets ``a``, as ``(row, slot,
+        length)`` triples: the pieces [a, e_1), [e_1, e_2), ..., [e_m, b) of each window
+        [a, b) cut by the document ends e_i strictly inside it, empty ones dropped. The
+        ends of all shards are one ascending array of global offsets (a window lies inside
+        its shard, so only its shard's ends fall inside it), between sentinels: piece j of
+        a window is [max(ext[k0 + j], a), min(ext[k0 + j + 1], b)) where k0 counts the
+        ends <= a."""
         L, ext = self.seq_len, self._ends_ext
-        a = starts if rows is None else starts[rows]
-        if not len(a):
-            return
         ends = ext[1:-1]
         k0 = ends.searchsorted(a, side="right")
         cnt = ends.searchsorted(a + L, side="left") - k0 + 1  # pieces per window
         rid = np.repeat(np.arange(len(a)), cnt)
         j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
         idx = k0[rid] + j
-        a = a[rid]
-        lens = np.minimum(ext[idx + 1], a + L) - np.maximum(ext[idx], a)
+        ar = a[rid]
+        lens = np.minimum(ext[idx + 1], ar + L) - np.maximum(ext[idx], ar)
         keep = lens > 0
         if not keep.all():  # repeated ends (empty documents): drop the empty pieces
             rid, lens = rid[keep], lens[keep]
             per_row = np.bincount(rid, minlength=len(cnt))
             j = np.arange(len(rid)) - (np.cumsum(per_row) - per_row)[rid]
-        dl[rid if rows is None else rows[rid], j] = lens
+        return rid, j, lens
+
+    def _piece_table(self, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+        """doc_lens of every full window, computed once (a batch then gathers its rows
+        instead of searching the document ends): window ``w`` has the pieces
+        ``pieces[off[w]:off[w + 1]]``; a padded tail window has none here (``_fill_tail``)."""
+        L = self.seq_len
+        counts, pieces = [], []
+        for s, shard in enumerate(self.shards):
+            full = shard.tokens // L
+            for lo in range(0, full, chunk):  # bounded temporaries
+                hi = min(lo + chunk, full)
+                rid, _, lens = self._pieces_of(self._token_starts[s] + np.arange(lo, hi) * L)
+                counts.append(np.bincount(rid, minlength=hi - lo))
+                pieces.append(lens.astype(np.int32))
+            tail = int(self._window_starts[s + 1] - self._window_starts[s]) - full
+            counts.append(np.zeros(tail, dtype=np.int64))
+        off = np.zeros(self.num_sequences + 1, dtype=np.int64)
+        if counts:
+            np.cumsum(np.concatenate(counts), out=off[1:])
+        return off, np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
 
     def _fill_tail(self, shard: _Shard, w: int, ids: np.ndarray, labels: np.ndarray,
                    dl: np.ndarray) -> None:
