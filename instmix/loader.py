@@ -22,6 +22,7 @@ from .shard_dataset import STATE_VERSION, check_state
 from .sharding import RuntimeContext, current_worker
 
 _CURSOR = "_instmix_cursor"
+_PACKED = "_instmix_packed"
 
 
 class _BatchStream(IterableDataset):
@@ -35,9 +36,43 @@ class _BatchStream(IterableDataset):
         worker, workers = current_worker()
         ds = self.dataset
         ctx = RuntimeContext(ds.rank, ds.world_size, worker, workers)
+        in_worker = torch.utils.data.get_worker_info() is not None
         for cursor, batch in ds.iter_batches(self.cursor, self.batch_size, ctx, self.drop_last):
+            if in_worker:
+                batch = _pack(batch)
             batch[_CURSOR] = cursor
             yield batch
+
+
+def _pack(batch: dict) -> dict:
+    """A worker's batch as one tensor plus views to remake (:func:`_unpack`): torch sends
+    every tensor's storage through its own shared-memory file and descriptor handshake
+    with the worker, so one storage per batch instead of four saves most of the hand-over
+    of small batches."""
+    keys = [k for k, v in batch.items() if isinstance(v, torch.Tensor)]
+    ts = [batch[k] for k in keys]
+    if len(ts) < 2 or any(t.dtype != ts[0].dtype or t.device != ts[0].device for t in ts):
+        return batch
+    storage = ts[0].untyped_storage()
+    if all(t.untyped_storage().data_ptr() == storage.data_ptr() for t in ts):
+        flat = torch.empty(0, dtype=ts[0].dtype, device=ts[0].device).set_(storage)
+        views = [(k, t.storage_offset(), list(t.shape), list(t.stride())) for k, t in zip(keys, ts)]
+    else:
+        flat = torch.cat([t.reshape(-1) for t in ts])
+        views, at = [], 0
+        for k, t in zip(keys, ts):
+            views.append((k, at, list(t.shape), list(t.contiguous().stride())))
+            at += t.numel()
+    out = {k: v for k, v in batch.items() if k not in keys}
+    out[_PACKED] = (flat, views)
+    return out
+
+
+def _unpack(batch: dict) -> dict:
+    flat, views = batch.pop(_PACKED)
+    for k, offset, shape, stride in views:
+        batch[k] = flat.as_strided(shape, stride, offset)
+    return batch
 
 
 class DataLoader:
@@ -70,7 +105,7 @@ class DataLoader:
                                              num_workers=self.num_workers, **self.kwargs)
         for batch in loader:
             self._cursor = _plain(batch.pop(_CURSOR))
-            yield batch
+            yield _unpack(batch) if _PACKED in batch else batch
         nxt = self.dataset.next_epoch(self._cursor)
         if nxt is not None:
             self._cursor = nxt

@@ -16,6 +16,7 @@ window).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ from .shards import index_path, open_tokens, read_index
 
 IGNORE = -100
 STATE_VERSION = 1
+_LOOKAHEAD = 8192  # positions whose window ids are computed in one call
+_ITEM_BATCH = 64  # rows gathered at once when iterating items
+_KEYS = ("input_ids", "labels", "doc_lens", "index")
 
 
 @dataclass
@@ -104,11 +108,24 @@ class ShardDataset(IterableDataset):
             full, rest = divmod(s.tokens, seq_len)
             counts.append(full + (1 if rest and not drop_last else 0))
         self._window_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._full_windows = np.array([sh.tokens // seq_len for sh in self.shards] + [0],
+                                      dtype=np.int64)
+        sizes = [sh.tokens for sh in self.shards]
+        self._token_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._any_mask = any(sh.mask for sh in self.shards)
+        self._pad_rows = (np.zeros(seq_len, dtype=self.dtype), np.ones(seq_len, dtype=np.bool_))
+        self._grid_cache: list | None = None
+        self._grids_unopened = len(self.shards)
+        self._ends_ext = np.concatenate(
+            [[-1]] + [sh.ends.astype(np.int64) + base
+                      for sh, base in zip(self.shards, self._token_starts)]
+            + [[np.iinfo(np.int64).max]]).astype(np.int64)
         self.num_sequences = int(self._window_starts[-1])
         # doc_lens has one fixed width (the most pieces any window holds), so the default
         # torch collate can stack items; unused slots are 0.
         self.max_docs = max((self._most_pieces(s, c) for s, c in zip(self.shards, counts)),
                             default=1)
+        self._piece_off, self._pieces = self._piece_table()
         self._chunk = 1  # sequences per worker turn; instmix.DataLoader sets its batch size
         self._skip = 0  # items to skip in the next __iter__ (load_state_dict)
         self._yielded = 0
@@ -141,41 +158,167 @@ class ShardDataset(IterableDataset):
         return sum(hi - lo for _, lo, hi in steps(self.num_sequences, 0, ctx, self._chunk))
 
     # -- reading -------------------------------------------------------------------------
+    # Reading is vectorised: window ids are computed for many positions in one call (the
+    # permutation's per-call cost dominates small calls), a batch's rows are gathered in
+    # one call from per-shard [windows, seq_len] views and widened in two, and its
+    # doc_lens are gathered from a table computed at construction (``_piece_table``).
+    def _grids(self, shard_ids) -> list:
+        """Per shard, its full windows as [windows, seq_len] views of the tokens and the
+        mask (None without): plain ndarrays, as indexing a memmap subclass costs more than
+        copying a row. Opened lazily, per process (see ``__getstate__``)."""
+        cache = self._grid_cache
+        if cache is None:
+            cache = self._grid_cache = [None] * len(self.shards)
+        if self._grids_unopened:
+            L = self.seq_len
+            for s in set(shard_ids):
+                if cache[s] is None:
+                    tokens, mask = self.shards[s].arrays()
+                    full = self.shards[s].tokens // L * L
+                    cache[s] = (np.asarray(tokens[:full]).view(np.ndarray).reshape(-1, L),
+                                None if mask is None else
+                                np.asarray(mask[:full]).view(np.ndarray).reshape(-1, L))
+                    self._grids_unopened -= 1
+        return cache
+
+    def __getstate__(self):
+        return {**self.__dict__, "_grid_cache": None, "_grids_unopened": len(self.shards)}
+
     def _fill(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
         """A batch for ``windows``: input_ids/labels [n, L], doc_lens [n, max docs], index."""
-        n, L = len(windows), self.seq_len
-        buf = np.empty((2, n, L), dtype=np.int64)  # one allocation for ids and labels
-        ids, labels = buf[0], buf[1]
+        n, L, D = len(windows), self.seq_len, self.max_docs
+        # One allocation for the whole batch: ids, labels, doc_lens and index are views of
+        # it (a worker then hands the batch over as one shared-memory block).
+        flat = np.empty(n * (2 * L + D + 1), dtype=np.int64)
+        ids = flat[:n * L].reshape(n, L)
+        labels = flat[n * L:2 * n * L].reshape(n, L)
+        dl = flat[2 * n * L:n * (2 * L + D)].reshape(n, D)
+        dl[...] = 0
+        flat[n * (2 * L + D):] = windows
         shard_of = np.searchsorted(self._window_starts, windows, side="right") - 1
-        doc_lens = []
-        for row, (w, s) in enumerate(zip(windows.tolist(), shard_of.tolist())):
-            shard = self.shards[s]
-            tokens, mask = shard.arrays()
-            a = (w - int(self._window_starts[s])) * L
-            b = min(a + L, shard.tokens)
-            ids[row, :b - a] = tokens[a:b]
-            labels[row] = ids[row]
-            if b - a < L:  # padded tail window
-                ids[row, b - a:] = self.eos_token_id
-                labels[row, b - a:] = IGNORE
-            if mask is not None:
-                m = mask[a:b]
-                if not m.all():
-                    labels[row, :b - a][~m] = IGNORE
-            ends = shard.ends
-            k0 = int(np.searchsorted(ends, a, side="right"))
-            k1 = int(np.searchsorted(ends, b, side="left"))
-            cuts = np.concatenate([[a], ends[k0:k1], [b]]) - a
-            lens = np.diff(cuts)
-            lens = lens[lens > 0]
-            if b - a < L:
-                lens = np.append(lens, L - (b - a))
-            doc_lens.append(lens)
-        dl = np.zeros((n, self.max_docs), dtype=np.int64)
-        for row, lens in enumerate(doc_lens):
-            dl[row, :len(lens)] = lens
-        return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
-                "doc_lens": torch.from_numpy(dl), "index": torch.from_numpy(windows.copy())}
+        local = windows - self._window_starts[shard_of]
+        tail = local >= self._full_windows[shard_of]  # padded last windows (drop_last=False)
+        any_tail = bool(tail.any())
+        sl, ll = shard_of.tolist(), local.tolist()
+        grids = self._grids(sl)
+        # Rows in the files' dtype, one gather, then widened for ids and labels at once.
+        raw = np.empty((n, L), dtype=self.dtype)
+        if not n:
+            pass
+        elif sl[0] == sl[-1] and not any_tail and (shard_of == sl[0]).all():
+            np.take(grids[sl[0]][0], local, axis=0, out=raw, mode="clip")  # one shard
+        else:
+            pad = self._pad_rows[0]
+            np.concatenate([grids[s][0][w] if w < len(grids[s][0]) else pad
+                            for s, w in zip(sl, ll)], out=raw.reshape(-1))
+        ids[...] = raw
+        labels[...] = raw
+        if self._any_mask and n:
+            ones = self._pad_rows[1]
+            train = np.concatenate([grids[s][1][w] if grids[s][1] is not None and
+                                    w < len(grids[s][1]) else ones
+                                    for s, w in zip(sl, ll)]).reshape(n, L)
+            if not train.all():
+                np.copyto(labels, IGNORE, where=~train)
+        # doc_lens: this batch's rows of the table (tail rows have none there)
+        off = self._piece_off[windows]
+        cnt = self._piece_off[windows + 1] - off
+        rid = np.repeat(np.arange(n), cnt)
+        j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
+        dl[rid, j] = self._pieces[off[rid] + j]
+        if any_tail:
+            for r in np.flatnonzero(tail).tolist():
+                s = int(shard_of[r])
+                self._fill_tail(self.shards[s], int(local[r]), ids[r], labels[r], dl[r])
+        t = torch.from_numpy(flat)
+        return {"input_ids": t[:n * L].view(n, L), "labels": t[n * L:2 * n * L].view(n, L),
+                "doc_lens": t[2 * n * L:n * (2 * L + D)].view(n, D),
+                "index": t[n * (2 * L + D):]}
+
+    def _pieces_of(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """doc_lens of full windows starting at global token offsets ``a``, as ``(row, slot,
+        length)`` triples: the pieces [a, e_1), [e_1, e_2), ..., [e_m, b) of each window
+        [a, b) cut by the document ends e_i strictly inside it, empty ones dropped. The
+        ends of all shards are one ascending array of global offsets (a window lies inside
+        its shard, so only its shard's ends fall inside it), between sentinels: piece j of
+        a window is [max(ext[k0 + j], a), min(ext[k0 + j + 1], b)) where k0 counts the
+        ends <= a."""
+        L, ext = self.seq_len, self._ends_ext
+        ends = ext[1:-1]
+        k0 = ends.searchsorted(a, side="right")
+        cnt = ends.searchsorted(a + L, side="left") - k0 + 1  # pieces per window
+        rid = np.repeat(np.arange(len(a)), cnt)
+        j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
+        idx = k0[rid] + j
+        ar = a[rid]
+        lens = np.minimum(ext[idx + 1], ar + L) - np.maximum(ext[idx], ar)
+        keep = lens > 0
+        if not keep.all():  # repeated ends (empty documents): drop the empty pieces
+            rid, lens = rid[keep], lens[keep]
+            per_row = np.bincount(rid, minlength=len(cnt))
+            j = np.arange(len(rid)) - (np.cumsum(per_row) - per_row)[rid]
+        return rid, j, lens
+
+    def _piece_table(self, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+        """doc_lens of every full window, computed once (a batch then gathers its rows
+        instead of searching the document ends): window ``w`` has the pieces
+        ``pieces[off[w]:off[w + 1]]``; a padded tail window has none here (``_fill_tail``)."""
+        L = self.seq_len
+        counts, pieces = [], []
+        for s, shard in enumerate(self.shards):
+            full = shard.tokens // L
+            for lo in range(0, full, chunk):  # bounded temporaries
+                hi = min(lo + chunk, full)
+                rid, _, lens = self._pieces_of(self._token_starts[s] + np.arange(lo, hi) * L)
+                counts.append(np.bincount(rid, minlength=hi - lo))
+                pieces.append(lens.astype(np.int32))
+            tail = int(self._window_starts[s + 1] - self._window_starts[s]) - full
+            counts.append(np.zeros(tail, dtype=np.int64))
+        off = np.zeros(self.num_sequences + 1, dtype=np.int64)
+        if counts:
+            np.cumsum(np.concatenate(counts), out=off[1:])
+        return off, np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+
+    def _fill_tail(self, shard: _Shard, w: int, ids: np.ndarray, labels: np.ndarray,
+                   dl: np.ndarray) -> None:
+        """One row from the partial last window ``w`` of ``shard``, padded with EOS."""
+        L = self.seq_len
+        tokens, mask = shard.arrays()
+        a = w * L
+        b = min(a + L, shard.tokens)
+        ids[:b - a] = tokens[a:b]
+        labels[...] = ids
+        ids[b - a:] = self.eos_token_id
+        labels[b - a:] = IGNORE
+        if mask is not None:
+            m = mask[a:b]
+            if not m.all():
+                labels[:b - a][~m] = IGNORE
+        ends = shard.ends
+        k0 = int(np.searchsorted(ends, a, side="right"))
+        k1 = int(np.searchsorted(ends, b, side="left"))
+        lens = np.diff(np.concatenate([[a], ends[k0:k1], [b]]) - a)
+        lens = np.append(lens[lens > 0], L - (b - a))
+        dl[:len(lens)] = lens
+
+    def _with_windows(self, spans: Iterator[tuple[int, int, int]], epoch: int
+                      ) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
+        """Each ``(step, lo, hi)`` of ``spans`` with the window ids of ``[lo, hi)``,
+        computed for about ``_LOOKAHEAD`` positions at a time."""
+        pending: list[tuple[int, int, int]] = []
+        count = 0
+        for span in itertools.chain(spans, [None]):
+            if span is not None:
+                pending.append(span)
+                count += span[2] - span[1]
+            if pending and (span is None or count >= _LOOKAHEAD):
+                wins = self.windows(np.concatenate([np.arange(lo, hi) for _, lo, hi in pending]),
+                                    epoch)
+                at = 0
+                for sp in pending:
+                    yield sp, wins[at:at + sp[2] - sp[1]]
+                    at += sp[2] - sp[1]
+                pending, count = [], 0
 
     def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext,
                      drop_last: bool = False) -> Iterator[tuple[dict, dict]]:
@@ -186,8 +329,8 @@ class ShardDataset(IterableDataset):
         per_step = ctx.world_size * batch_size
         if drop_last:
             n = start + (n - start) // per_step * per_step
-        for k, lo, hi in steps(n, start, ctx, batch_size):
-            batch = self._fill(self.windows(np.arange(lo, hi), epoch))
+        for (k, _, _), wins in self._with_windows(steps(n, start, ctx, batch_size), epoch):
+            batch = self._fill(wins)
             yield {"epoch": epoch, "consumed": min(start + (k + 1) * per_step, n)}, batch
 
     def batches_left(self, cursor: dict, batch_size: int, drop_last: bool = False) -> int:
@@ -211,29 +354,14 @@ class ShardDataset(IterableDataset):
         ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
         skip, self._skip = self._skip, 0
         self._yielded = 0
-        pending: list[tuple[int, int]] = []
-
-        def flush():
-            pos = np.concatenate([np.arange(lo, hi) for lo, hi in pending])
-            pending.clear()
-            batch = self._fill(self.windows(pos))
-            for i in range(len(pos)):
-                yield {k: v[i] for k, v in batch.items()}
-
-        for _, lo, hi in steps(self.num_sequences, 0, ctx, self._chunk):
-            if skip >= hi - lo:
-                skip -= hi - lo
-                continue
-            pending.append((lo + skip, hi))
-            skip = 0
-            if sum(h - a for a, h in pending) >= 64:
-                for item in flush():
+        for pos in _positions(self.num_sequences, ctx, self._chunk, skip):
+            wins = self.windows(pos)
+            for i in range(0, len(wins), _ITEM_BATCH):
+                batch = self._fill(wins[i:i + _ITEM_BATCH])
+                # unbind: the rows as views, made in one call (indexing is ~1 us a view)
+                for ids, labels, dl, index in zip(*(batch[k].unbind(0) for k in _KEYS)):
                     self._yielded += 1
-                    yield item
-        if pending:
-            for item in flush():
-                self._yielded += 1
-                yield item
+                    yield {"input_ids": ids, "labels": labels, "doc_lens": dl, "index": index}
 
     # -- resume for plain loaders (torchdata StatefulDataLoader calls these per worker) ----
     def state_dict(self) -> dict:
@@ -245,6 +373,34 @@ class ShardDataset(IterableDataset):
         self.epoch = state["epoch"]
         self._skip = state["yielded"]
         self._yielded = state["yielded"]
+
+
+def _positions(n: int, ctx: RuntimeContext, chunk: int, skip: int = 0,
+               block: int = _LOOKAHEAD) -> Iterator[np.ndarray]:
+    """The positions of ``steps(n, 0, ctx, chunk)`` in order, less the first ``skip``, as
+    arrays of about ``block`` positions (computed without a Python step per position)."""
+    per_step = ctx.world_size * chunk
+    m = max(1, block // chunk)  # steps per array
+    k = ctx.worker
+    while True:
+        base = (k + ctx.num_workers * np.arange(m, dtype=np.int64)) * per_step
+        base = base[base < n]
+        if not len(base):
+            return
+        lo = base + ctx.rank * chunk
+        hi = np.minimum(lo + chunk, n)
+        lo, hi = lo[lo < hi], hi[lo < hi]
+        if chunk == 1:
+            pos = lo
+        else:
+            lens = hi - lo
+            pos = np.repeat(lo - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        if skip:
+            cut = min(skip, len(pos))
+            pos, skip = pos[cut:], skip - cut
+        if len(pos):
+            yield pos
+        k += ctx.num_workers * m
 
 
 def check_state(state: dict, fingerprint: str, seed: int) -> None:
