@@ -36,6 +36,7 @@ from .encoder import Encoder
 from .errors import InstmixError
 from .kinds import Document, get_kind
 from .masks import Encoded, encode_documents
+from .staging import abandoned, mark_owner
 from .tokenizer import TokenizerInfo
 
 CACHE_VERSION = 2
@@ -180,8 +181,7 @@ class UnitWriter:
         os.makedirs(root, exist_ok=True)
         self.final = os.path.join(root, key)
         self.tmp = tempfile.mkdtemp(prefix=key + _TMP_PREFIX, dir=root)
-        with open(os.path.join(self.tmp, "pid"), "w") as f:
-            f.write(str(os.getpid()))
+        mark_owner(self.tmp, "pid")
         self.info = info
         self.dtype = np.dtype(info.dtype)
         self.with_mask = with_mask
@@ -279,25 +279,6 @@ def clean_stale(root: str) -> None:
     if not os.path.isdir(root):
         return
     for name in os.listdir(root):
-        if _TMP_PREFIX not in name:
-            continue
         path = os.path.join(root, name)
-        try:
-            with open(os.path.join(path, "pid")) as f:
-                pid = int(f.read())
-        except (OSError, ValueError):
-            pid = None
-        if pid is None or not pid_alive(pid):
+        if _TMP_PREFIX in name and abandoned(path, "pid"):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cache import pid_alive
 from .errors import InstmixError
 from .manifest import MANIFEST
+from .staging import abandoned, mark_owner
 
 _STAGE = ".tmp-"
 _OLD = ".old-"
@@ -132,8 +132,7 @@ def stage_dir(output: str) -> str:
     clean_stale_stages(output)
     folder = tempfile.mkdtemp(prefix=os.path.basename(output) + _STAGE, dir=parent)
     os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700; a build is shared like a file
-    with open(os.path.join(folder, ".pid"), "w") as f:
-        f.write(str(os.getpid()))
+    mark_owner(folder, ".pid")
     return folder
 
 
@@ -148,15 +147,9 @@ def clean_stale_stages(output: str) -> None:
     parent = os.path.dirname(os.path.abspath(output)) or "."
     base = os.path.basename(output)
     for name in os.listdir(parent):
-        if not (name.startswith(base + _STAGE) or name.startswith(base + _OLD)):
-            continue
         path = os.path.join(parent, name)
-        try:
-            with open(os.path.join(path, ".pid")) as f:
-                pid = int(f.read())
-        except (OSError, ValueError):
-            pid = None
-        if pid is None or not pid_alive(pid) or name.startswith(base + _OLD):
+        if name.startswith(base + _OLD) or (name.startswith(base + _STAGE) and
+                                            abandoned(path, ".pid")):
             shutil.rmtree(path, ignore_errors=True)
 
 

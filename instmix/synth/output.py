@@ -89,7 +89,7 @@ class OutputDir:
         return True
 
     def clean_tmp(self) -> None:
-        from ..cache import pid_alive
+        from ..staging import pid_alive
 
         for folder in (self.root, self.state):
             for name in os.listdir(folder):
