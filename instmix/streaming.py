@@ -46,7 +46,7 @@ from .errors import ConfigError, InstmixError
 from .kinds import get_kind
 from .masks import encode_documents
 from .plan import name_seed
-from .shard_dataset import IGNORE
+from .shard_dataset import IGNORE, STATE_VERSION, check_state
 from .sharding import RuntimeContext, current_worker, distributed_defaults
 from .tokenizer import TokenizerInfo, load_tokenizer_info
 
@@ -237,6 +237,7 @@ class StreamingMixture(IterableDataset):
                     digest.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
         self.fingerprint = digest.hexdigest()[:32]
         self._encoder: Encoder | None = None
+        self._skip = self._yielded = 0
 
     def encoder(self) -> Encoder:
         if self._encoder is None:  # per process: workers build their own
@@ -302,12 +303,29 @@ class StreamingMixture(IterableDataset):
         the widest row instead."""
         worker, workers = current_worker()
         ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
+        skip, self._skip = self._skip, 0
+        self._yielded = 0
         for _, batch in self.iter_batches(self.initial_cursor(), 1, ctx):
+            self._yielded += 1
+            if self._yielded <= skip:
+                continue  # resumed by a per-worker state: the stream is replayed up to here
             item = {k: v[0] for k, v in batch.items()}
             doc_lens = torch.zeros(self.seq_len, dtype=torch.int64)
             doc_lens[:len(item["doc_lens"])] = item["doc_lens"]
             item["doc_lens"] = doc_lens
             yield item
+
+    # -- resume for plain loaders (torchdata StatefulDataLoader calls these per worker) ----
+    # The state counts this worker's items; restoring replays (re-reads and re-tokenizes)
+    # the stream up to there. instmix.DataLoader resumes from a snapshot instead.
+    def state_dict(self) -> dict:
+        return {"version": STATE_VERSION, "fingerprint": self.fingerprint, "seed": self.seed,
+                "epoch": self.epoch, "yielded": self._yielded}
+
+    def load_state_dict(self, state: dict) -> None:
+        check_state(state, self.fingerprint, self.seed)
+        self.epoch = state["epoch"]
+        self._skip = self._yielded = state["yielded"]
 
 
 _END = object()

@@ -304,3 +304,22 @@ def test_streaming_exactly_once_over_ranks_and_workers(stream_cfg):
                                           world_size=world)
             seen += indices(torch.utils.data.DataLoader(sm, batch_size=3, num_workers=workers))
         assert sorted(seen) == list(range(n))
+
+
+def test_streaming_under_torchdata_stateful_dataloader(stream_cfg):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    def make():
+        return StatefulDataLoader(instmix.StreamingMixture(stream_cfg, SEQ, block_size=16),
+                                  batch_size=3, num_workers=2)
+
+    full = indices(make())
+    loader = make()
+    it = iter(loader)
+    head = [next(it) for _ in range(5)]
+    state = loader.state_dict()
+    del it
+    loader = make()
+    loader.load_state_dict(state)
+    assert indices(head) + indices(loader) == full
+    assert sorted(full) == list(range(len(full)))
