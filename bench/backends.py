@@ -6,7 +6,7 @@ For each tokenizer (OLMo's GPT-NeoX file and OLMo 2's dolma2 file) and each back
 process on the same in-memory texts: tokens/s, and how many documents get ids different
 from the reference (``tokenizers`` ``encode_batch_fast`` with special-token strings encoded
 as text, which is what instmix builds with). A backend is fit for instmix only with zero
-differing documents. Candidates: instmix's tiktoken encoder (:mod:`instmix.bpe_fast`) and
+differing documents. Candidates: instmix's tiktoken encoder (:mod:`instmix.tokenize.bpe_fast`) and
 ``tokie`` (when installed; it is not an instmix dependency).
 """
 
@@ -48,10 +48,10 @@ def run(encode, texts) -> tuple[list[np.ndarray], float]:
 def main() -> None:
     from build import load_texts
 
-    from instmix.bpe_fast import load
     from instmix.config import TokenizerSpec
-    from instmix.encoder import Encoder
-    from instmix.tokenizer import load_tokenizer_info
+    from instmix.tokenize.bpe_fast import load
+    from instmix.tokenize.encoder import Encoder
+    from instmix.tokenize.facts import load_tokenizer_info
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=os.path.join(HERE, "data", "corpus"))

@@ -138,14 +138,14 @@ def corpus_key(files: list[str]) -> str:
 
 def windows(build: str) -> list[tuple[str, int, int]]:
     """(shard path, dtype, full windows) of a build, as ShardDataset cuts it (drop_last)."""
-    from instmix.manifest import load_manifest
+    from instmix.format.manifest import load_manifest
 
     m = load_manifest(build)
     return [(m.path(s["path"]), m.dtype, s["tokens"] // L) for s in m.shards]
 
 
 def iter_rows(build: str):
-    from instmix.shards import open_tokens
+    from instmix.format.reader import open_tokens
 
     for path, dtype, n in windows(build):
         mm = open_tokens(path, dtype)
@@ -154,7 +154,7 @@ def iter_rows(build: str):
 
 
 def _litdata_rows(task):
-    from instmix.shards import open_tokens
+    from instmix.format.reader import open_tokens
 
     path, dtype, lo, hi = task
     mm = open_tokens(path, dtype)
@@ -267,7 +267,7 @@ def reader(name: str, paths: dict):
 
     build = paths["build"]
     if name in ("ref_seq", "ref_shuf", "view_shuf", "copy_shuf"):
-        from instmix.shards import open_tokens
+        from instmix.format.reader import open_tokens
 
         ws = windows(build)
         shard = np.concatenate([np.full(n, s) for s, (_, _, n) in enumerate(ws)])
@@ -396,8 +396,8 @@ def mixture(paths: dict) -> dict:
     import torch
 
     import instmix
-    from instmix.manifest import load_manifest
-    from instmix.shards import iter_build_documents
+    from instmix.format.manifest import load_manifest
+    from instmix.format.reader import iter_build_documents
 
     res = {}
     # instmix StreamingMixture: tokenizes on the fly, stream order.

@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 
 def main() -> None:
     import instmix
-    from instmix.sweep import expand, sweep
+    from instmix.builder.sweep import expand, sweep
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=os.path.join(HERE, "data", "corpus"))

@@ -36,7 +36,7 @@ PUBLISHED_RAW_TOK_S = 1e9 / (2 * 86400)  # ~5.8k raw tokens/s on one A100-80GB
 
 def corpus(path: str, docs: int, max_chars: int) -> str:
     """Write ``docs`` documents of real text (cut to ``max_chars``) as JSON lines."""
-    from instmix.readers import iter_jsonl
+    from instmix.io.readers import iter_jsonl
 
     raw = sorted(glob.glob(os.path.join(ROOT, "examples", "quickstart", "data", "raw",
                                         "*.jsonl.zst")))

@@ -12,9 +12,9 @@ __all__ = [
 ]
 
 _LAZY = {  # torch is imported only when a dataset is asked for
-    "ShardDataset": "instmix.shard_dataset",
-    "DataLoader": "instmix.loader",
-    "StreamingMixture": "instmix.streaming",
+    "ShardDataset": "instmix.serve.shard_dataset",
+    "DataLoader": "instmix.serve.loader",
+    "StreamingMixture": "instmix.serve.streaming",
 }
 
 
@@ -28,7 +28,7 @@ def __getattr__(name):
 
 def build(config, *, out=None, progress=None):
     """Build the mixture described by ``config`` (a YAML path, mapping or BuildConfig)."""
-    from .builder import build as _build
+    from .builder.pipeline import build as _build
 
     cfg = config if isinstance(config, BuildConfig) else load_config(config)
     if out is not None:

@@ -12,9 +12,9 @@ from tokenizers import Tokenizer
 
 import instmix
 from instmix.errors import PlanError
-from instmix.manifest import load_manifest
-from instmix.shards import iter_build_documents
-from instmix.verify import verify
+from instmix.format.manifest import load_manifest
+from instmix.format.reader import iter_build_documents
+from instmix.format.verify import verify
 
 REQUIRED_MANIFEST = {"format_version", "tokenizer", "dtype", "seed", "total_tokens", "sources",
                      "shards"}

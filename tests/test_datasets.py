@@ -10,8 +10,10 @@ import torch
 from conftest import config, write_jsonl
 
 import instmix
+import instmix.format.manifest
+import instmix.serve.streaming
 from instmix.errors import InstmixError
-from instmix.shards import iter_build_documents
+from instmix.format.reader import iter_build_documents
 
 SEQ = 128
 
@@ -98,7 +100,7 @@ def test_label_mask_covers_questions_not_responses(build_dir):
     ds = instmix.ShardDataset(build_dir, SEQ)
     masked = sum(int((it["labels"] == -100).sum()) for it in ds)
     assert masked > 1000  # the orca questions
-    m = instmix.manifest.load_manifest(build_dir)
+    m = instmix.format.manifest.load_manifest(build_dir)
     assert all(s.get("mask") and s["mask"].endswith(".mask") for s in m.shards)
 
 
@@ -232,7 +234,7 @@ def stream_cfg(tmp_path_factory, paragraphs, real_docs):
 
 def test_streaming_ratio_holds_at_every_prefix(stream_cfg):
     sm = instmix.StreamingMixture(stream_cfg, SEQ, block_size=32)
-    pipe = instmix.streaming._Pipeline(sm, 0)
+    pipe = instmix.serve.streaming._Pipeline(sm, 0)
     lens, src = [], []
     while (d := pipe.next_doc()) is not None:
         src.append(d[0])
@@ -255,7 +257,7 @@ def test_streaming_ratio_holds_at_every_prefix(stream_cfg):
 
 def test_streaming_total_tokens_targets(stream_cfg):
     cfg = dict(stream_cfg, total_tokens=20_000)
-    pipe = instmix.streaming._Pipeline(instmix.StreamingMixture(cfg, SEQ), 0)
+    pipe = instmix.serve.streaming._Pipeline(instmix.StreamingMixture(cfg, SEQ), 0)
     got = [0, 0]
     longest = 0
     while (d := pipe.next_doc()) is not None:

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer
 
 import instmix
 from instmix.errors import ConfigError, InputError
-from instmix.shards import iter_build_documents
+from instmix.format.reader import iter_build_documents
 
 TEXTS = ["First document about parsing.", "Second one: ünïcödé and 中文.", "Third.\n\nWith a gap."]
 
@@ -159,7 +159,7 @@ def test_source_with_only_empty_documents_fails_clearly(tmp_path):
 def test_unknown_kind_and_unknown_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         instmix.load_config(config(tmp_path, [{"name": "x", "paths": ["a"], "kind": "poem"}]))
-    assert one_line(e.value).startswith("<dict>: sources[0].kind: expected one of text, openorca")
+    assert one_line(e.value).startswith("<dict>: sources[0].kind: expected one of augmented, openorca, text")
     with pytest.raises(ConfigError, match=r"sources\[0\].ratoi: unknown key \(did you mean 'ratio'"):
         instmix.load_config(config(tmp_path, [{"name": "x", "paths": ["a"], "ratoi": 1}]))
 

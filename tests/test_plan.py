@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from instmix.errors import PlanError
-from instmix.plan import SourcePlan, draw_documents, pass_permutation, plan_targets
-from instmix.schedule import DeficitScheduler, interleave
+from instmix.mix.plan import SourcePlan, draw_documents, pass_permutation, plan_targets
+from instmix.mix.schedule import DeficitScheduler, interleave
 
 
 def test_default_total_is_the_most_the_caps_allow():

@@ -18,12 +18,12 @@ import yaml
 from conftest import ROOT, config, write_jsonl
 
 import instmix
+from instmix.builder.sweep import sweep
 from instmix.errors import InstmixError
-from instmix.manifest import load_manifest
-from instmix.report import FIGURES, write_atomic, write_report
+from instmix.format.manifest import load_manifest
+from instmix.format.reader import read_index
+from instmix.report import FIGURES, write_report
 from instmix.report.data import labels_for, load_builds, running_share
-from instmix.shards import read_index
-from instmix.sweep import sweep
 
 pytest.importorskip("matplotlib")
 
@@ -371,21 +371,6 @@ def test_missing_matplotlib_is_one_clear_line(builds, tmp_path, monkeypatch):
     with pytest.raises(InstmixError, match=r"needs matplotlib: pip install 'instmix\[report\]'"):
         write_report([builds["plain"]], str(tmp_path / "rep"))
     assert not (tmp_path / "rep").exists()
-
-
-def test_write_atomic_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
-    path = tmp_path / "x.png"
-    write_atomic(str(path), b"old")
-    assert path.read_bytes() == b"old"
-
-    def boom(*_a):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        write_atomic(str(path), b"new")
-    assert path.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["x.png"]
 
 
 def test_cli(builds, tmp_path):

@@ -12,10 +12,11 @@ from conftest import OLMO_TOKENIZER, ROOT, config, write_jsonl
 from tokenizers import Tokenizer
 
 import instmix
-from instmix.encoder import Encoder
-from instmix.shards import iter_build_documents
-from instmix.sweep import expand, parse_set, sweep
-from instmix.verify import verify
+import instmix.format.manifest
+from instmix.builder.sweep import expand, parse_set, sweep
+from instmix.format.reader import iter_build_documents
+from instmix.format.verify import verify
+from instmix.tokenize.encoder import Encoder
 
 QUICKSTART = ROOT / "examples" / "quickstart"
 
@@ -60,7 +61,7 @@ def test_sweep_tokenizes_once_and_keeps_the_prefix_property(tmp_path, sources, c
     for m in summary["mixtures"]:
         out = str(tmp_path / "sweep" / m["output"])
         verify(out)
-        man = instmix.manifest.load_manifest(out)
+        man = instmix.format.manifest.load_manifest(out)
         longest = max(len(d.tokens) for d in iter_build_documents(out))
         assert abs(man["total_tokens"] - 60_000) <= longest  # each source within half a doc
         drawn[m["label"]] = {s: [d.id for d in iter_build_documents(out) if d.src == s]
@@ -128,7 +129,7 @@ def test_response_masks_match_answer_spans_on_a_real_tokenizer(tmp_path):
     tok = Tokenizer.from_file(OLMO_TOKENIZER)
     chains = dict(iter_chains([str(p) for p in (QUICKSTART / "data" / "augmented").glob(
         "*.jsonl.zst")], skip_bad=False, stats={}))
-    m = instmix.manifest.load_manifest(out)
+    m = instmix.format.manifest.load_manifest(out)
     masks = {s["path"]: np.fromfile(m.path(s["mask"]), dtype=np.bool_) for s in m.shards}
     checked = 0
     for d in iter_build_documents(out):
@@ -190,13 +191,13 @@ def test_loss_none_trains_nothing_but_counts_tokens(tmp_path):
 def test_zero_copy_sweep_writes_tokens_once(tmp_path, sources, count_encodes):
     import yaml
 
-    from instmix.sweep import sweep_zero_copy
+    from instmix.export.zero_copy import sweep_zero_copy
 
     cfg = instmix.load_config(sources)
     summary = sweep_zero_copy(cfg, expand(cfg, ["b=0.25,1,2"]), out=str(tmp_path / "z"),
                               seq_len=256)
     assert len(count_encodes) == 20 + 500
-    pool = instmix.manifest.load_manifest(str(tmp_path / "z" / "pool"))
+    pool = instmix.format.manifest.load_manifest(str(tmp_path / "z" / "pool"))
     assert pool["layout"] == "per_source"
     verify(str(tmp_path / "z" / "pool"))
     npy = [p for p in (tmp_path / "z").rglob("*.npy")]

@@ -11,9 +11,9 @@ from conftest import DOLMA2_TOKENIZER, OLMO_TOKENIZER
 from tokenizers import Tokenizer
 
 from instmix.config import TokenizerSpec
-from instmix.encoder import Encoder
 from instmix.errors import ConfigError
-from instmix.tokenizer import choose_dtype, load_tokenizer_info
+from instmix.tokenize.encoder import Encoder
+from instmix.tokenize.facts import choose_dtype, load_tokenizer_info
 
 
 def info_for(path, **kw):

@@ -16,7 +16,7 @@ from conftest import ROOT, config, write_jsonl
 
 import instmix
 from instmix.errors import VerifyError
-from instmix.verify import verify
+from instmix.format.verify import verify
 
 
 @pytest.fixture()
@@ -154,13 +154,13 @@ def test_kill_9_then_rerun_equals_uninterrupted_build(tmp_path, real_docs):
     cfg = cfg_file("new", out, cache)
 
     def in_tokenize():
-        return cache.is_dir() and any(".tmp-" in n for n in os.listdir(cache))
+        return cache.is_dir() and any(".instmix-tmp-" in n for n in os.listdir(cache))
 
     def after_first_unit():
-        return cache.is_dir() and any(".tmp-" not in n for n in os.listdir(cache))
+        return cache.is_dir() and any(".instmix-tmp-" not in n for n in os.listdir(cache))
 
     def in_write():
-        return any(n.startswith("out.tmp-") for n in os.listdir(tmp_path))
+        return any(n.startswith("out.instmix-tmp-") for n in os.listdir(tmp_path))
 
     killed = 0
     for point in (in_tokenize, after_first_unit, in_write):
@@ -174,5 +174,5 @@ def test_kill_9_then_rerun_equals_uninterrupted_build(tmp_path, real_docs):
     assert killed >= 2
     subprocess.run(run + [cfg], check=True, env=env, capture_output=True)
     assert _tree(out) == reference
-    assert not any(".tmp-" in n or ".old-" in n for n in os.listdir(tmp_path))
-    assert not any(".tmp-" in n for n in os.listdir(cache))
+    assert not any(".instmix-" in n for n in os.listdir(tmp_path))
+    assert not any(".instmix-" in n for n in os.listdir(cache))

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 from .check import check_config
 from .facts import BuildFacts, load_facts
+from .llamafactory import export_llamafactory
+from .olmo import export_olmo
+from .olmo_core import export_olmo_core
 from .options import ExportResult
 
-FRAMEWORKS = ("olmo", "olmo-core", "llamafactory")
+EXPORTERS = {"olmo": export_olmo, "olmo-core": export_olmo_core,
+             "llamafactory": export_llamafactory}
+FRAMEWORKS = tuple(EXPORTERS)
 
 __all__ = ["FRAMEWORKS", "BuildFacts", "ExportResult", "check_config", "export", "load_facts"]
 
 
 def export(framework: str, build: str, out: str | None = None, **options) -> ExportResult:
     """Run the exporter of ``framework`` (one of :data:`FRAMEWORKS`)."""
-    if framework == "olmo":
-        from .olmo import export_olmo as run
-    elif framework == "olmo-core":
-        from .olmo_core import export_olmo_core as run
-    elif framework == "llamafactory":
-        from .llamafactory import export_llamafactory as run
-    else:
+    if framework not in EXPORTERS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
-    return run(build, out, **options)
+    return EXPORTERS[framework](build, out, **options)

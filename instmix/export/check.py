@@ -14,8 +14,12 @@ import os
 from collections.abc import Mapping
 
 import numpy as np
+import yaml
+from tokenizers import Tokenizer
 
-from ..errors import ConfigError
+from instmix.errors import ConfigError
+from instmix.io.hashing import sha256_file
+
 from .facts import BuildFacts, load_facts
 from .files import REPORT
 
@@ -32,8 +36,6 @@ _MISSING = object()
 
 
 def load_config_file(path: str) -> Mapping:
-    import yaml
-
     if path.endswith(".py"):
         raise ConfigError(path, "file", "a Python config cannot be checked; check a YAML or "
                           "JSON dump of it, or compare its TokenizerConfig and dtype with the "
@@ -137,9 +139,7 @@ def check_tokenizer_files(facts: BuildFacts, where: str, key: str, path: str) ->
     json_path = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
     if not os.path.isfile(json_path):
         return [f"{key}: {path} is not a local tokenizer; its ids were not checked"]
-    from tokenizers import Tokenizer
 
-    from ..tokenizer import sha256_file
 
     if sha256_file(json_path) == facts.tokenizer_sha256:
         ids = []

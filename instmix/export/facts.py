@@ -13,8 +13,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..errors import InstmixError
-from ..manifest import MANIFEST, load_manifest
+from instmix.errors import InstmixError
+from instmix.format.manifest import MANIFEST, load_manifest
 
 # Tokens that tokenizers use for padding, most specific first. OLMo's GPT-NeoX tokenizer
 # names id 1 "<|padding|>"; OLMo 2's dolma2 names id 100277 "<|pad|>".

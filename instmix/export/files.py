@@ -1,55 +1,15 @@
-"""Writing export files atomically, and naming build files the way a trainer will see them."""
+"""Export reports and YAML, and build files named the way a trainer will see them."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import yaml
 
+from instmix.io.atomic import write_atomic
+
 REPORT = "instmix-export.json"
-
-
-def write_atomic(path: str, data: str | bytes) -> str:
-    """Write ``data`` to a temporary sibling, then rename it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def temp_dir_beside(path: str) -> str:
-    """An empty folder on the same file system as ``path`` (for an atomic swap)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", dir=parent)
-
-
-def swap_in(tmp: str, path: str) -> str:
-    """Replace folder ``path`` with the finished folder ``tmp``."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; exports are shared like files
-    old = None
-    if os.path.exists(path):
-        old = temp_dir_beside(path)
-        os.rmdir(old)
-        os.rename(path, old)
-    os.rename(tmp, path)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 def trainer_path(root: str, path: str, data_root: str | None) -> str:

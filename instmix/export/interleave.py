@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InstmixError
+from instmix.errors import InstmixError
 
 
 def doc_probabilities(token_shares, mean_doc_tokens) -> np.ndarray:

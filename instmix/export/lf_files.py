@@ -9,10 +9,12 @@ import shutil
 from contextlib import ExitStack
 
 import numpy as np
+from tokenizers import Tokenizer
 
-from ..shards import open_tokens, read_index
+from instmix.format.reader import open_tokens, read_index
+from instmix.io.atomic import make_temp_dir, swap_dir
+
 from .facts import BuildFacts
-from .files import swap_in, temp_dir_beside
 
 TOKENIZED_DIR = "tokenized"
 TEXT_DIR = "text"
@@ -63,7 +65,7 @@ def write_tokenized(facts: BuildFacts, dest: str, rows: str, seq_len: int) -> in
     else:
         gen, kwargs = _documents, {"paths": paths, "dtype": facts.dtype}
     features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-    tmp = temp_dir_beside(dest)
+    tmp = make_temp_dir(dest)
     cache = os.path.join(tmp, ".cache")
     disable_progress_bar()
     try:
@@ -77,7 +79,7 @@ def write_tokenized(facts: BuildFacts, dest: str, rows: str, seq_len: int) -> in
         for name in os.listdir(data):
             os.rename(os.path.join(data, name), os.path.join(tmp, name))
         os.rmdir(data)
-        swap_in(tmp, dest)
+        swap_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -116,12 +118,11 @@ def _decode_into(files: dict, facts: BuildFacts, tok, bos: int, batch: int) -> N
 def write_text(facts: BuildFacts, dest: str, batch: int = 2048) -> dict[str, str]:
     """Decode every document of the build into ``dest/<source>.jsonl`` (``{"text": ...}``,
     in stream order, repetitions included) and write ``dataset_info.json``."""
-    from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(facts.tokenizer_path)
     bos = int(facts.bos_token_id is not None)
     names = [s.name for s in facts.used_sources]
-    tmp = temp_dir_beside(dest)
+    tmp = make_temp_dir(dest)
     try:
         with ExitStack() as stack:
             files = {n: stack.enter_context(open(os.path.join(tmp, f"{n}.jsonl"), "w",
@@ -131,7 +132,7 @@ def write_text(facts: BuildFacts, dest: str, batch: int = 2048) -> dict[str, str
         with open(os.path.join(tmp, "dataset_info.json"), "w", encoding="utf-8") as fh:
             json.dump(info, fh, indent=2)
             fh.write("\n")
-        swap_in(tmp, dest)
+        swap_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

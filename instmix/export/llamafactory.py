@@ -23,9 +23,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from instmix.errors import ConfigError
+from instmix.io.atomic import write_atomic
+
 from .facts import BuildFacts, load_facts
-from .files import write_atomic, write_report, yaml_block
+from .files import write_report, yaml_block
 from .interleave import (
     StopEffect,
     doc_probabilities,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from instmix.io.atomic import write_atomic
+
 from .facts import BuildFacts, chunk_plan, load_facts
-from .files import trainer_path, write_atomic, write_report, yaml_block
+from .files import trainer_path, write_report, yaml_block
 from .options import ExportOptions, ExportResult
 
 FILE = "olmo-data.yaml"

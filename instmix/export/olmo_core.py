@@ -18,9 +18,11 @@ import copy
 import os
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from instmix.errors import ConfigError
+from instmix.io.atomic import write_atomic
+
 from .facts import BuildFacts, chunk_plan, load_facts
-from .files import trainer_path, write_atomic, write_report, yaml_block
+from .files import trainer_path, write_report, yaml_block
 from .options import ExportOptions, ExportResult, positive_int
 
 PY_FILE = "olmo_core_data.py"

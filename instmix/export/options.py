@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from instmix.errors import ConfigError
 
 
 def positive_int(where: str, key: str, value, *, allow_none: bool = False):

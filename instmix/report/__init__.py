@@ -7,11 +7,15 @@ draws with matplotlib (Agg, imported lazily), :mod:`.page` assembles the self-co
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
-from ..errors import InstmixError
-from ..manifest import MANIFEST
+from instmix.errors import InstmixError
+from instmix.format.manifest import MANIFEST
+from instmix.io.atomic import write_atomic
+
+from .data import load_builds
+from .figures import all_charts
+from .page import render
 
 HTML = "report.html"
 FIGURES = ("share", "running_share", "doc_lengths", "repetitions", "pairs_per_text",
@@ -27,7 +31,6 @@ class ReportFiles:
 
 def write_report(dirs: list[str], out: str, *, title: str | None = None) -> ReportFiles:
     """Read the builds in ``dirs`` and write ``out/report.html`` and ``out/<figure>.png``."""
-    from .data import load_builds
 
     if not dirs:
         raise InstmixError("report: give at least one build folder")
@@ -38,8 +41,6 @@ def write_report(dirs: list[str], out: str, *, title: str | None = None) -> Repo
     except ImportError:
         raise InstmixError("instmix report needs matplotlib: pip install 'instmix[report]'"
                            ) from None
-    from .figures import all_charts
-    from .page import render
 
     charts = all_charts(builds)
     html = render(builds, charts, title)
@@ -67,30 +68,4 @@ def _check_out(out: str) -> None:
                            "--out")
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary sibling, then rename over ``path``: readers see old or new."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-__all__ = ["FIGURES", "HTML", "ReportFiles", "write_report", "write_atomic"]
+__all__ = ["FIGURES", "HTML", "ReportFiles", "write_report"]

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InstmixError
-from ..manifest import MANIFEST, load_manifest
-from ..shards import index_path, read_index
+from instmix.errors import InstmixError
+from instmix.format.manifest import MANIFEST, load_manifest
+from instmix.format.reader import index_path, read_index
 
 CURVE_POINTS = 1200  # points of the running-share curve per build (the stream is subsampled)
 SWEEP = "sweep.json"  # written by instmix sweep beside its mixtures

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from instmix import __version__
+
 from .data import BuildData
 from .figures import LAYOUTS, PAIR_KINDS, Chart, augmented_names, source_colors
 
@@ -292,8 +294,6 @@ def figure_html(chart: Chart) -> str:
 
 
 def render(builds: list[BuildData], charts: list[Chart], title: str | None = None) -> str:
-    from .. import __version__
-
     colors = source_colors(builds)
     title = title or ("instmix report: " + ", ".join(b.label for b in builds)
                       if len(builds) <= 4 else f"instmix report: {len(builds)} mixtures")

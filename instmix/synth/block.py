@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InstmixError
+from instmix.errors import InstmixError
+
 from .chain import Entry, chunk_bounds, make_entry, next_chains, plan_round
 from .config import AugmentConfig, SynthesizerConfig
 from .engines.base import BatchTimes, Engine, Request, run_batches
 from .output import part_name
 from .prompt import PromptEncoder, build_prompt
 from .segment import segment_documents
+from .tokenizer import SynthTokenizer
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,6 @@ class BlockEnd:
 
 
 def make_encoder(synth: SynthesizerConfig, where: str = "<dict>") -> PromptEncoder:
-    from .tokenizer import SynthTokenizer
-
     tok = SynthTokenizer(synth.tokenizer, bos_token=synth.bos_token, eos_token=synth.eos_token,
                          where=where)
     return PromptEncoder(tok, synth.prompt_limit)

@@ -12,17 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import (
-    SourceConfig,
-    _check_keys,
-    _choice,
-    _number,
-    _resolve,
-    _string,
-    parse_sources,
-    read_config,
-)
-from ..errors import ConfigError
+from instmix.config import SourceConfig, parse_sources, read_config
+from instmix.config.validate import check_keys, choice, number, resolve_path, string
+from instmix.errors import ConfigError
 
 ENGINES = ("vllm", "openai", "transformers")
 PROMPT_FORMATS = ("tokens", "text")
@@ -85,10 +77,10 @@ class SynthesizerConfig:
         key = "synthesizer"
         if not isinstance(value, Mapping):
             raise ConfigError(where, key, "expected a mapping")
-        _check_keys(where, key + ".", value, {f.name for f in fields(cls)})
+        check_keys(where, key + ".", value, {f.name for f in fields(cls)})
         engine = value.get("engine", "vllm")
         if not (isinstance(engine, str) and ":" in engine):
-            engine = _choice(where, key + ".engine", engine, ENGINES)
+            engine = choice(where, key + ".engine", engine, ENGINES)
         for name, engines in ENGINE_KEYS.items():
             if name in value and ":" not in engine and engine not in engines:
                 raise ConfigError(where, f"{key}.{name}",
@@ -96,19 +88,19 @@ class SynthesizerConfig:
         if "model" not in value:
             raise ConfigError(where, key + ".model", "missing")
         local = engine != "openai"
-        model = _string(where, key + ".model", value["model"])
+        model = string(where, key + ".model", value["model"])
         if local and ":" not in engine:
-            model = _resolve(base_dir, model)
+            model = resolve_path(base_dir, model)
         tok = value.get("tokenizer")
         if tok is None:
             if not local:
                 raise ConfigError(where, key + ".tokenizer", "missing (the openai engine "
                                   "needs the synthesizer's tokenizer to count tokens)")
             tok = model
-        tok = _resolve(base_dir, _string(where, key + ".tokenizer", tok))
+        tok = resolve_path(base_dir, string(where, key + ".tokenizer", tok))
 
         def num(name, default, **kw):
-            return _number(where, f"{key}.{name}", value.get(name, default), **kw)
+            return number(where, f"{key}.{name}", value.get(name, default), **kw)
 
         threads = value.get("threads")
         cfg = cls(
@@ -118,20 +110,20 @@ class SynthesizerConfig:
             max_model_len=num("max_model_len", 4096, minimum=1, integer=True),
             max_new_tokens=num("max_new_tokens", 400, minimum=1, integer=True),
             batch_size=num("batch_size", DEFAULT_BATCH.get(engine, 8), minimum=1, integer=True),
-            dtype=_string(where, key + ".dtype", value.get("dtype", "auto")),
-            device=_string(where, key + ".device", value.get("device", "auto")),
+            dtype=string(where, key + ".dtype", value.get("dtype", "auto")),
+            device=string(where, key + ".device", value.get("device", "auto")),
             threads=None if threads is None else num("threads", threads, minimum=1,
                                                      integer=True),
             gpu_memory_utilization=num("gpu_memory_utilization", 0.9, minimum=0, strict=True),
             tensor_parallel_size=num("tensor_parallel_size", 1, minimum=1, integer=True),
             engine_args=_mapping(where, key + ".engine_args", value.get("engine_args", {})),
-            base_url=_string(where, key + ".base_url",
+            base_url=string(where, key + ".base_url",
                              value.get("base_url", "http://127.0.0.1:8000/v1")).rstrip("/"),
             api_key_env=_opt_str(where, key + ".api_key_env", value.get("api_key_env")),
             concurrency=num("concurrency", 32, minimum=1, integer=True),
             retries=num("retries", 5, minimum=0, integer=True),
             timeout=num("timeout", 600.0, minimum=0, strict=True),
-            prompt_format=_choice(where, key + ".prompt_format",
+            prompt_format=choice(where, key + ".prompt_format",
                                   value.get("prompt_format", "tokens"), PROMPT_FORMATS),
             options=_mapping(where, key + ".options", value.get("options", {})),
         )
@@ -163,17 +155,17 @@ class RayConfig:
             value = {}
         if not isinstance(value, Mapping):
             raise ConfigError(where, "ray", "expected a mapping (or true)")
-        _check_keys(where, "ray.", value, {f.name for f in fields(cls)})
+        check_keys(where, "ray.", value, {f.name for f in fields(cls)})
         num_cpus = value.get("num_cpus")
         return cls(
-            address=_string(where, "ray.address", value.get("address", "local")),
-            replicas=_number(where, "ray.replicas", value.get("replicas", 1), minimum=1,
+            address=string(where, "ray.address", value.get("address", "local")),
+            replicas=number(where, "ray.replicas", value.get("replicas", 1), minimum=1,
                              integer=True),
-            gpus_per_replica=_number(where, "ray.gpus_per_replica",
+            gpus_per_replica=number(where, "ray.gpus_per_replica",
                                      value.get("gpus_per_replica", 1), minimum=0),
-            cpus_per_replica=_number(where, "ray.cpus_per_replica",
+            cpus_per_replica=number(where, "ray.cpus_per_replica",
                                      value.get("cpus_per_replica", 1), minimum=0),
-            num_cpus=None if num_cpus is None else _number(where, "ray.num_cpus", num_cpus,
+            num_cpus=None if num_cpus is None else number(where, "ray.num_cpus", num_cpus,
                                                            minimum=1, integer=True),
         )
 
@@ -205,7 +197,7 @@ def load_augment_config(source: str | os.PathLike | Mapping, *, base_dir: str | 
                         ) -> AugmentConfig:
     """Parse a YAML file path or a mapping into an :class:`AugmentConfig`."""
     data, where, base = read_config(source, base_dir)
-    _check_keys(where, "", data, _TOP_KEYS)
+    check_keys(where, "", data, _TOP_KEYS)
     for required in ("synthesizer", "sources", "output"):
         if required not in data:
             raise ConfigError(where, required, "missing")
@@ -220,11 +212,11 @@ def load_augment_config(source: str | os.PathLike | Mapping, *, base_dir: str | 
     return AugmentConfig(
         synthesizer=SynthesizerConfig.parse(where, data["synthesizer"], base),
         sources=sources,
-        output=_resolve(base, _string(where, "output", data["output"])),
-        rounds=_number(where, "rounds", data.get("rounds", 2), minimum=1, integer=True),
-        block_size=_number(where, "block_size", data.get("block_size", 1024), minimum=1,
+        output=resolve_path(base, string(where, "output", data["output"])),
+        rounds=number(where, "rounds", data.get("rounds", 2), minimum=1, integer=True),
+        block_size=number(where, "block_size", data.get("block_size", 1024), minimum=1,
                            integer=True),
-        checkpoint_every=_number(where, "checkpoint_every", data.get("checkpoint_every", 2048),
+        checkpoint_every=number(where, "checkpoint_every", data.get("checkpoint_every", 2048),
                                  minimum=1, integer=True),
         skip_bad_records=skip,
         ray=RayConfig.parse(where, data.get("ray")),
@@ -233,7 +225,7 @@ def load_augment_config(source: str | os.PathLike | Mapping, *, base_dir: str | 
 
 
 def _opt_str(where: str, key: str, value: Any) -> str | None:
-    return None if value is None else _string(where, key, value)
+    return None if value is None else string(where, key, value)
 
 
 def _mapping(where: str, key: str, value: Any) -> dict:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from instmix.io.hashing import hash_input, sha256_file
+from instmix.sources.registry import get_kind
+from instmix.sources.units import source_units
+from instmix.tokenize.cache import format_key
+from instmix.tokenize.facts import tokenizer_json_path
+
 from .config import AugmentConfig
 
 
 def iter_documents(cfg: AugmentConfig, skipped: dict) -> Iterator[tuple[str, str]]:
     """``(source_id, text)`` of every document, in source and file order."""
-    from ..builder import source_units
-    from ..kinds import get_kind
 
     for i, src in enumerate(cfg.sources):
         kind = get_kind(src.kind)
@@ -36,9 +40,6 @@ def iter_blocks(docs: Iterator[tuple[str, str]], size: int
 
 def plan_fingerprint(cfg: AugmentConfig) -> dict:
     """Everything that decides which entries exist and which part holds them."""
-    from ..builder import source_units
-    from ..cache import format_key, hash_input
-    from ..tokenizer import sha256_file, tokenizer_json_path
 
     s = cfg.synthesizer
     sources = []

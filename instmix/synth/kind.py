@@ -13,9 +13,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
-from ..errors import ConfigError, InputError
-from ..kinds import Document, Kind
-from ..readers import iter_records
+from instmix.errors import ConfigError, InputError
+from instmix.io.readers import iter_records
+from instmix.sources.kinds import Document, Kind
+
 from .pairkinds import pair_kind
 from .templates import render_chain
 

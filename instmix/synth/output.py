@@ -9,8 +9,8 @@ OUTPUT/
   _state/session-RANK-START.json      one run's throughput
 ```
 
-Every file is written under a temporary name (``.tmp-PID@HOST-...``) and renamed when
-complete, so a run killed at any moment leaves only whole files; temporary files of dead
+Every file is written under an owner-marked temporary name (:mod:`instmix.io.atomic`) and
+renamed when complete, so a run killed at any moment leaves only whole files; temporary files of dead
 processes of this host are removed on the next start (other hosts' are left alone). Part names and contents are a pure function of the plan, so
 a resumed run writes exactly the files an uninterrupted run would.
 """
@@ -20,19 +20,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from collections.abc import Iterable, Sequence
 
-from ..errors import ConfigError, InputError, InstmixError
-from ..readers import iter_jsonl
+import zstandard
+
+from instmix.errors import ConfigError, InputError, InstmixError
+from instmix.io.atomic import clean_stale_in
+from instmix.io.atomic import write_atomic as atomic_write
+from instmix.io.readers import iter_jsonl
+
 from .chain import Entry
 
 PLAN_FILE = "augment.json"
 STATS_FILE = "stats.json"
 STATE_DIR = "_state"
 PART_RE = re.compile(r"^part-(\d{6})-r(\d+)-(\d{4})\.jsonl\.zst$")
-_TMP = ".tmp-"
-_HOST = socket.gethostname().replace("-", "_")
 PLAN_VERSION = 1
 
 
@@ -40,24 +42,11 @@ def part_name(block: int, round_: int, index: int) -> str:
     return f"part-{block:06d}-r{round_}-{index:04d}.jsonl.zst"
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and a rename."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f"{_TMP}{os.getpid()}@{_HOST}-{name}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def dump_json(data) -> bytes:
     return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def encode_entries(entries: Iterable[Entry]) -> bytes:
-    import zstandard
-
     lines = [json.dumps(e.to_json(), ensure_ascii=False) for e in entries]
     return zstandard.ZstdCompressor(level=3).compress(("\n".join(lines) + "\n").encode())
 
@@ -89,15 +78,8 @@ class OutputDir:
         return True
 
     def clean_tmp(self) -> None:
-        from ..staging import pid_alive
-
         for folder in (self.root, self.state):
-            for name in os.listdir(folder):
-                if not name.startswith(_TMP):
-                    continue
-                pid, _, host = name[len(_TMP):].split("-", 1)[0].partition("@")
-                if host == _HOST and not (pid.isdigit() and pid_alive(int(pid))):
-                    os.remove(os.path.join(folder, name))
+            clean_stale_in(folder)
 
     def block_parts(self, block: int) -> dict[str, list[Entry]]:
         """The finished parts of ``block``, read back."""

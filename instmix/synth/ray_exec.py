@@ -13,10 +13,13 @@ import json
 import os
 from collections.abc import Iterator
 
-from ..errors import InstmixError
-from .block import BlockEnd, BlockInput, BlockJob, Part, Settings
+import instmix
+from instmix.errors import InstmixError
+
+from .block import BlockEnd, BlockInput, BlockJob, Part, Settings, make_encoder
 from .chain import Entry
 from .config import RayConfig
+from .engines.base import create_engine
 
 
 def _encode(item: Part | BlockEnd) -> str:
@@ -39,9 +42,6 @@ class BlockWorker:
     """Ray Data actor: builds the engine once, then runs one block per input row."""
 
     def __init__(self, settings: Settings):
-        from .block import make_encoder
-        from .engines.base import create_engine
-
         self.settings = settings
         self.encoder = make_encoder(settings.synthesizer, settings.where)
         self.engine = create_engine(settings.synthesizer, self.encoder.tok, settings.where)
@@ -70,8 +70,6 @@ class RayExecutor:
         self.cfg = cfg
         self.started = False
         if not ray.is_initialized():
-            import instmix
-
             # ship this instmix to the workers (they may not have it installed)
             env = {"py_modules": [os.path.dirname(os.path.abspath(instmix.__file__))]}
             if cfg.address == "local":

@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..errors import InstmixError
+from instmix.errors import InstmixError
+from instmix.io.progress import Progress
+
 from .block import BlockEnd, BlockInput, BlockJob, Part, Settings, make_encoder
 from .chain import Entry
 from .config import AugmentConfig
@@ -21,6 +23,7 @@ from .engines.base import Engine, create_engine
 from .inputs import iter_blocks, iter_documents, plan_fingerprint
 from .output import OutputDir
 from .prompt import PromptEncoder
+from .ray_exec import RayExecutor
 from .stats import block_stats, merge, rates
 
 
@@ -96,7 +99,6 @@ def augment(cfg: AugmentConfig, *, ctx: RunContext | None = None, progress=None,
 
     ``engine`` replaces the configured one (tests, notebooks); it is not closed here.
     """
-    from ..progress import Progress
 
     ctx = ctx or RunContext()
     progress = progress or Progress(enabled=False)
@@ -120,7 +122,6 @@ def augment(cfg: AugmentConfig, *, ctx: RunContext | None = None, progress=None,
     if cfg.ray is not None:
         if engine is not None:
             raise InstmixError("a given engine cannot run on Ray; drop 'ray' from the config")
-        from .ray_exec import RayExecutor
 
         executor = RayExecutor(settings, cfg.ray)
     else:

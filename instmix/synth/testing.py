@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
 _CORPUS = (
     "The river rises in the hills and runs south to the sea, past farms and two towns.",
     "Question answering needs a passage, a question about it, and an answer taken from it.",
@@ -21,7 +23,6 @@ _CORPUS = (
 
 def build_tokenizer(path: str, vocab_size: int = 512) -> str:
     """Train a small byte-level BPE with ``<unk>``, ``<s>``, ``</s>`` (ids 0, 1, 2)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -44,7 +45,6 @@ def build_model(path: str, *, layers: int = 2, hidden: int = 64, seed: int = 0,
     from transformers import MistralConfig, MistralForCausalLM
 
     build_tokenizer(path)
-    from tokenizers import Tokenizer
 
     vocab = Tokenizer.from_file(os.path.join(path, "tokenizer.json")).get_vocab_size()
     cfg = MistralConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..config import TokenizerSpec
-from ..errors import ConfigError
-from ..tokenizer import load_tokenizer_info
+from tokenizers import Tokenizer
+
+from instmix.config import TokenizerSpec
+from instmix.errors import ConfigError
+from instmix.tokenize.facts import load_tokenizer_info
 
 
 class SynthTokenizer:
@@ -19,7 +21,6 @@ class SynthTokenizer:
 
     def __init__(self, path: str, *, bos_token: str | None = None, eos_token: str | None = None,
                  where: str = "<dict>"):
-        from tokenizers import Tokenizer
 
         try:
             info = load_tokenizer_info(TokenizerSpec(path=path, bos_token=bos_token,

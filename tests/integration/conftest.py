@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from instmix.builder import build as run_build
+from instmix.builder.pipeline import build as run_build
 from instmix.config import load_config
 
 HERE = Path(__file__).resolve().parent

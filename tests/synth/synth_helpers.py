@@ -27,7 +27,7 @@ def sample_texts(n, seed=0):
 
 def read_parts(folder):
     """All entries of an augment output, as dicts, keyed by part file name."""
-    from instmix.readers import iter_jsonl
+    from instmix.io.readers import iter_jsonl
 
     return {name: [obj for _, obj in iter_jsonl(os.path.join(folder, name))]
             for name in sorted(os.listdir(folder)) if name.endswith(".jsonl.zst")}

@@ -127,7 +127,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_model, engine):
     ref = load(tmp_path, {**data, "output": "ref"})
     augment(ref)
     assert _files(str(out)) == _files(ref.output)
-    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+    assert not [n for n in os.listdir(out) if ".instmix-tmp-" in n]
 
 
 def test_ranks_share_the_blocks(tmp_path, tiny_tokenizer):

@@ -7,10 +7,10 @@ import os
 import pytest
 
 import instmix
+from instmix.builder.inspection import decoded_documents
 from instmix.config import SourceConfig
 from instmix.errors import ConfigError, InputError
-from instmix.inspect import decoded_documents
-from instmix.manifest import load_manifest
+from instmix.format.manifest import load_manifest
 from instmix.synth.config import load_augment_config
 from instmix.synth.kind import AugmentedKind
 from instmix.synth.runner import augment

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from instmix.cli import main
+from instmix.cli.main import main
 from instmix.synth.kind import iter_chains
 from instmix.synth.templates import render_chain
 

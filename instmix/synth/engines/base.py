@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ...errors import ConfigError
+from instmix.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

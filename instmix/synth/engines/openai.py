@@ -17,7 +17,8 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ...errors import InstmixError
+from instmix.errors import InstmixError
+
 from .base import Engine, Request, Result
 
 _RETRY_STATUS = {408, 409, 429}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from ...errors import InstmixError
+from instmix.errors import InstmixError
+
 from .base import Engine, Request, Result
 
 

@@ -16,7 +16,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..pairkinds import split_options, split_reasoning, strip_cot_trigger
+from instmix.synth.pairkinds import split_options, split_reasoning, strip_cot_trigger
+
 from . import bank
 
 Piece = tuple[str, bool]  # (text, is it answer text)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instmix.manifest import load_manifest
-from instmix.shards import open_tokens
+from instmix.format.manifest import load_manifest
+from instmix.format.reader import open_tokens
 
 from ..conftest import OLMO_TOKENIZER, SEQ, export, run_check
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from instmix.export import check_config
-from instmix.manifest import load_manifest
+from instmix.format.manifest import load_manifest
 
 from ..conftest import SEQ, export, run_check
 from ..olmo_core.test_olmo_core import served_per_source

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from instmix.manifest import load_manifest
-from instmix.shards import read_index
+from instmix.format.manifest import load_manifest
+from instmix.format.reader import read_index
 
 from ..conftest import SEQ, export, run_check
 

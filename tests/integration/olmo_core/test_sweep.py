@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import instmix
-from instmix.sweep import expand, sweep_zero_copy
+from instmix.builder.sweep import expand
+from instmix.export.zero_copy import sweep_zero_copy
 
 from ..conftest import SEQ, run_check
 

@@ -1,0 +1,261 @@
+"""``instmix build``: sources -> token caches -> plan -> interleave -> shards + manifest."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from instmix.config import BuildConfig, SourceConfig
+from instmix.format.manifest import FORMAT_VERSION, MANIFEST, check_replaceable, dump_manifest
+from instmix.format.writer import ShardWriter
+from instmix.io.atomic import clean_stale, clean_stale_in, make_temp_dir, swap_dir, write_atomic
+from instmix.io.progress import Progress
+from instmix.mix.plan import SourcePlan, draw_documents, plan_targets
+from instmix.mix.schedule import interleave
+from instmix.sources.units import source_units
+from instmix.tokenize.cache import CacheUnit, build_unit, format_key, unit_key
+from instmix.tokenize.encoder import Encoder
+from instmix.tokenize.facts import TokenizerInfo, load_tokenizer_info
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class SourcePool:
+    """A source's tokenized documents: cache units viewed as one sequence."""
+
+    config: SourceConfig
+    units: list[CacheUnit]
+    files: int
+    lengths: np.ndarray = field(init=False)
+    loss_lengths: np.ndarray = field(init=False)
+    unit_starts: np.ndarray = field(init=False)
+    skipped: dict = field(init=False)
+    composition: dict = field(init=False)
+
+    def __post_init__(self):
+        self.lengths = np.concatenate([u.lengths for u in self.units]).astype(np.int64)
+        self.unit_starts = np.cumsum([0] + [u.meta.documents for u in self.units])
+        skipped: dict = {}
+        for u in self.units:
+            for k, v in u.meta.skipped.items():
+                skipped[k] = skipped.get(k, 0) + v
+        self.skipped = dict(sorted(skipped.items()))
+        composition: dict = {}
+        for u in self.units:
+            for key, values in u.meta.composition.items():
+                per = composition.setdefault(key, {})
+                for v, n in values.items():
+                    per[v] = per.get(v, 0) + n
+        self.composition = {k: dict(sorted(v.items())) for k, v in sorted(composition.items())}
+        if any(u.mask is not None for u in self.units):
+            self.loss_lengths = np.concatenate([_loss_lengths(u) for u in self.units])
+        else:
+            self.loss_lengths = self.lengths
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def documents(self) -> int:
+        return len(self.lengths)
+
+    def locate(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global document indices -> (unit number, index inside the unit)."""
+        unit = np.searchsorted(self.unit_starts, index, side="right") - 1
+        return unit, index - self.unit_starts[unit]
+
+
+def _loss_lengths(unit: CacheUnit) -> np.ndarray:
+    if unit.mask is None:
+        return unit.lengths.astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(unit.mask, dtype=np.int64)])
+    return np.diff(csum[unit.offsets])
+
+
+def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
+                     encoder_factory: Callable[[], Encoder] | None = None,
+                     units: list | None = None) -> list[SourcePool]:
+    """Make sure every input has a token cache; return the sources' pools.
+
+    ``units`` (from :func:`source_units`, per source) are resolved here when not given.
+    """
+    root = cfg.resolved_cache_dir
+    clean_stale_in(root)
+    encoder: Encoder | None = None
+    pools = []
+    if units is None:
+        units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
+    for src, plan in zip(cfg.sources, units):
+        opened = []
+        keyed = [(unit_key(src, paths, label, info), paths, label) for paths, label in plan]
+        todo = sum(not os.path.isdir(os.path.join(root, k)) for k, _, _ in keyed)
+        bar = progress.bar(f"tokenize {src.name}", unit="B", total=None) if todo else None
+        for key, paths, label in keyed:
+            if encoder is None and not os.path.isdir(os.path.join(root, key)):
+                encoder = (encoder_factory or (lambda: Encoder(
+                    info, cfg.tokenizer.backend, cfg.tokenizer.check_rate)))()
+            opened.append(build_unit(root, key, src, paths, label, info, encoder,
+                                    skip_bad=cfg.skip_bad_records, batch_bytes=cfg.batch_bytes,
+                                    progress=bar.update if bar else None))
+        if bar:
+            bar.close()
+        pools.append(SourcePool(src, opened, sum(len(p) for p, _ in plan)))
+    return pools
+
+
+def plan_mixture(cfg: BuildConfig, pools: list[SourcePool]
+                 ) -> tuple[list[SourcePlan], list[np.ndarray], np.ndarray, np.ndarray]:
+    """Targets, per-source draws and the interleaved order ``(source, draw position)``."""
+    by_loss = cfg.ratio_by == "loss_tokens"
+    counted = [p.loss_lengths if by_loss else p.lengths for p in pools]
+    plans = plan_targets([p.config.name for p in pools], [p.config.ratio for p in pools],
+                         [p.config.max_repetition for p in pools],
+                         [int(c.sum()) for c in counted], cfg.total_tokens)
+    draws = [draw_documents(cfg.seed, plan, c) for plan, c in zip(plans, counted)]
+    src, pos = interleave([p.weight for p in plans], [c[d] for c, d in zip(counted, draws)])
+    return plans, draws, src, pos
+
+
+def write_shards(stage: str, cfg: BuildConfig, info: TokenizerInfo, pools: list[SourcePool],
+                 draws: list[np.ndarray], src: np.ndarray, pos: np.ndarray,
+                 progress: Progress) -> list:
+    """Write the mixture. ``interleaved``: one shard set in schedule order. ``per_source``:
+    ``sources/<name>/`` per source, each in its draw order (for trainers that mix by
+    themselves, such as OLMo-core source mixtures)."""
+    with_mask = any(u.mask is not None for p in pools for u in p.units)
+    located = [p.locate(d) for p, d in zip(pools, draws)]
+    names = [p.config.name for p in pools]
+    total = int(sum(int(p.lengths[d].sum()) for p, d in zip(pools, draws)))
+    bar = progress.bar("write shards", unit="tok", total=total)
+    if cfg.layout == "per_source":
+        shards = []
+        for s in range(len(pools)):
+            if len(draws[s]) == 0:
+                continue
+            folder = os.path.join("sources", names[s])
+            os.makedirs(os.path.join(stage, folder), exist_ok=True)
+            writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask, prefix=folder)
+            _write_docs(writer, pools, located, names, [s] * len(draws[s]),
+                        range(len(draws[s])), bar)
+            shards += writer.close()
+    else:
+        writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask)
+        _write_docs(writer, pools, located, names, src.tolist(), pos.tolist(), bar)
+        shards = writer.close()
+    bar.close()
+    return shards
+
+
+def _write_docs(writer: ShardWriter, pools, located, names, sources, positions, bar) -> None:
+    done = 0
+    for s, j in zip(sources, positions):
+        unit_no, local = located[s]
+        unit = pools[s].units[unit_no[j]]
+        i = int(local[j])
+        a, b = int(unit.offsets[i]), int(unit.offsets[i + 1])
+        mask = unit.mask[a:b] if unit.mask is not None else None
+        writer.add(unit.tokens[a:b], mask, unit.doc_id(i), names[s])
+        done += b - a
+        if done >= 1 << 20:
+            bar.update(done)
+            done = 0
+    bar.update(done)
+
+
+def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list[np.ndarray],
+                   total: int) -> list[dict]:
+    rows = []
+    loss_total = sum(int(p.loss_lengths[d].sum()) for p, d in zip(pools, draws))
+    for pool, plan, draw in zip(pools, plans, draws):
+        tokens = int(pool.lengths[draw].sum())
+        loss = int(pool.loss_lengths[draw].sum())
+        rows.append({
+            "name": pool.config.name, "kind": pool.config.kind,
+            "target_ratio": float(plan.weight), "tokens": tokens, "documents": len(draw),
+            "available_tokens": pool.tokens, "available_documents": pool.documents,
+            "repetitions": tokens / pool.tokens if pool.tokens else 0.0,
+            "achieved_ratio": tokens / total if total else 0.0,
+            "loss_tokens": loss,
+            "achieved_loss_ratio": loss / loss_total if loss_total else 0.0,
+            "target_tokens": plan.target, "max_repetition": pool.config.max_repetition,
+            "loss": pool.config.loss, "files": pool.files, "skipped": pool.skipped,
+            "composition": pool.composition,
+        })
+    return rows
+
+
+@dataclass
+class Tokenized:
+    """A config's sources, tokenized: what every mixture of those sources starts from."""
+
+    info: TokenizerInfo
+    pools: list[SourcePool]
+
+
+def tokenize(cfg: BuildConfig, progress: Progress | None = None) -> Tokenized:
+    """Resolve inputs, load the tokenizer and make sure every input has a token cache."""
+    progress = progress or Progress(enabled=False)
+    units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
+    info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
+    return Tokenized(info, tokenize_sources(cfg, info, progress, units=units))
+
+
+def build(cfg: BuildConfig, *, progress: Progress | None = None,
+          tokenized: Tokenized | None = None) -> dict:
+    """Run the whole build; returns the manifest written to ``cfg.output``.
+
+    ``tokenized`` (from :func:`tokenize` on a config with the same sources) skips straight
+    to planning: a sweep tokenizes once and builds many mixtures from it.
+    """
+    progress = progress or Progress(enabled=False)
+    check_replaceable(cfg.output)
+    if tokenized is None:
+        tokenized = tokenize(cfg, progress)
+    info = tokenized.info
+    pools = [_with_config(p, s) for p, s in zip(tokenized.pools, cfg.sources)]
+    plans, draws, src, pos = plan_mixture(cfg, pools)
+    clean_stale(cfg.output)
+    stage = make_temp_dir(cfg.output)
+    try:
+        shards = write_shards(stage, cfg, info, pools, draws, src, pos, progress)
+        shutil.copyfile(info.path, os.path.join(stage, TOKENIZER_FILE))
+        total = sum(s.tokens for s in shards)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "tokenizer": info.manifest_dict(TOKENIZER_FILE),
+            "dtype": info.dtype,
+            "seed": cfg.seed,
+            "total_tokens": total,
+            "loss_tokens": sum(s.loss_tokens if s.mask else s.tokens for s in shards),
+            "documents": sum(s.documents for s in shards),
+            "requested_tokens": cfg.total_tokens,
+            "ratio_by": cfg.ratio_by,
+            "layout": cfg.layout,
+            "sources": source_summary(pools, plans, draws, total),
+            "shards": [s.manifest_dict() for s in shards],
+        }
+        write_atomic(os.path.join(stage, MANIFEST), dump_manifest(manifest))  # written last
+        swap_dir(stage, cfg.output, check=check_replaceable)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _with_config(pool: SourcePool, src: SourceConfig) -> SourcePool:
+    """The pool under this config's ratio and cap (a sweep changes only those)."""
+    if pool.config.name != src.name or format_key(pool.config) != format_key(src) or \
+            pool.config.paths != src.paths:
+        raise ValueError(f"tokenized sources do not match the config at source {src.name!r}")
+    if pool.config == src:
+        return pool
+    clone = copy.copy(pool)
+    clone.config = src
+    return clone

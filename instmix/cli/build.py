@@ -1,0 +1,41 @@
+"""``instmix build CONFIG``: tokenize, mix by tokens, write packed shards."""
+
+from __future__ import annotations
+
+import os
+
+from instmix.builder.pipeline import build
+from instmix.builder.summary import print_summary
+from instmix.config import load_config
+from instmix.io.progress import Progress
+
+
+def register(sub) -> None:
+    p = sub.add_parser("build", help="build a token-counted mixture into packed shards",
+                       description="Tokenize the sources of CONFIG, mix them by tokens at the "
+                       "configured ratios and write packed token shards with a manifest.")
+    p.add_argument("config", help="YAML config (see README)")
+    p.add_argument("--out", help="output folder (overrides 'output' in the config)")
+    p.add_argument("--seed", type=int, help="override 'seed'")
+    p.add_argument("--total-tokens", type=int, help="override 'total_tokens'")
+    p.add_argument("--cache-dir", help="token cache folder (default: .instmix-cache beside "
+                   "the output)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    cfg = load_config(args.config)
+    changes = {}
+    if args.out:
+        changes["output"] = os.path.abspath(args.out)
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.total_tokens is not None:
+        changes["total_tokens"] = args.total_tokens
+    if args.cache_dir:
+        changes["cache_dir"] = os.path.abspath(args.cache_dir)
+    cfg = cfg.with_overrides(**changes)
+    manifest = build(cfg, progress=Progress(False if args.no_progress else None))
+    print_summary(manifest, title=f"built {cfg.output}")
+    return 0

@@ -1,0 +1,115 @@
+"""Packed shard files: the writer.
+
+A shard is ``part-NNNNN.npy``: token ids with **no header** (what OLMo and OLMo-core
+read, despite the name), beside ``part-NNNNN.csv.gz`` with one ``start,end,id,src`` line
+per document (token offsets, ``end`` exclusive) and, when a source masks its loss,
+``part-NNNNN.mask``: one ``np.bool_`` per token (True = train), a name ``*.npy`` globs
+do not catch. Documents never span shards.
+
+The build writes shards into an owner-marked temporary folder that replaces the output
+folder only when complete (:func:`instmix.io.atomic.swap_dir`).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ShardStats:
+    path: str
+    tokens: int = 0
+    documents: int = 0
+    sha256: str = ""
+    mask: str | None = None
+    mask_sha256: str | None = None
+    loss_tokens: int = 0
+    sources: dict = field(default_factory=dict)
+
+    def manifest_dict(self) -> dict:
+        d = {"path": self.path, "tokens": self.tokens, "documents": self.documents,
+             "sha256": self.sha256, "sources": self.sources}
+        if self.mask:
+            d.update(mask=self.mask, mask_sha256=self.mask_sha256, loss_tokens=self.loss_tokens)
+        return d
+
+
+class _Shard:
+    def __init__(self, folder: str, index: int, dtype: np.dtype, with_mask: bool,
+                 prefix: str = ""):
+        rel = os.path.join(prefix, f"part-{index:05d}")
+        self.stats = ShardStats(rel + ".npy")
+        base = os.path.join(folder, rel)
+        self.tok = open(base + ".npy", "wb", buffering=1 << 20)
+        self.sha = hashlib.sha256()
+        self.gz = gzip.GzipFile(base + ".csv.gz", "wb", mtime=0)  # mtime=0: stable bytes
+        self.text = io.TextIOWrapper(self.gz, encoding="utf-8", newline="")
+        self.csv = csv.writer(self.text, lineterminator="\n")
+        self.mask = self.mask_sha = None
+        if with_mask:
+            self.stats.mask, self.stats.mask_sha256 = rel + ".mask", ""
+            self.mask = open(base + ".mask", "wb", buffering=1 << 20)
+            self.mask_sha = hashlib.sha256()
+        self.dtype = dtype
+
+    def add(self, tokens: np.ndarray, mask: np.ndarray | None, doc_id: str, src: str) -> None:
+        n = len(tokens)
+        start = self.stats.tokens
+        buf = memoryview(np.ascontiguousarray(tokens, dtype=self.dtype)).cast("B")
+        self.tok.write(buf)
+        self.sha.update(buf)
+        if self.mask is not None:
+            m = np.ones(n, dtype=np.bool_) if mask is None else np.ascontiguousarray(mask)
+            mb = memoryview(m).cast("B")
+            self.mask.write(mb)
+            self.mask_sha.update(mb)
+            self.stats.loss_tokens += int(m.sum())
+        self.csv.writerow((start, start + n, doc_id, src))
+        self.stats.tokens += n
+        self.stats.documents += 1
+        self.stats.sources[src] = self.stats.sources.get(src, 0) + n
+
+    def close(self) -> ShardStats:
+        self.tok.close()
+        self.text.close()
+        self.stats.sha256 = self.sha.hexdigest()
+        if self.mask is not None:
+            self.mask.close()
+            self.stats.mask_sha256 = self.mask_sha.hexdigest()
+        return self.stats
+
+
+class ShardWriter:
+    """Append documents; a new shard starts when the next document would overflow."""
+
+    def __init__(self, folder: str, dtype: str, shard_tokens: int, with_mask: bool,
+                 prefix: str = ""):
+        self.folder = folder
+        self.prefix = prefix
+        self.dtype = np.dtype(dtype)
+        self.shard_tokens = shard_tokens
+        self.with_mask = with_mask
+        self.shards: list[ShardStats] = []
+        self._cur: _Shard | None = None
+
+    def add(self, tokens: np.ndarray, mask: np.ndarray | None, doc_id: str, src: str) -> None:
+        cur = self._cur
+        if cur is None or (cur.stats.tokens and cur.stats.tokens + len(tokens) > self.shard_tokens):
+            if cur is not None:
+                self.shards.append(cur.close())
+            cur = self._cur = _Shard(self.folder, len(self.shards), self.dtype, self.with_mask,
+                                     self.prefix)
+        cur.add(tokens, mask, doc_id, src)
+
+    def close(self) -> list[ShardStats]:
+        if self._cur is not None:
+            self.shards.append(self._cur.close())
+            self._cur = None
+        return self.shards

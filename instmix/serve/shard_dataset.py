@@ -1,0 +1,369 @@
+"""``ShardDataset``: fixed-length sequences over built shards, seeded and shardable.
+
+Each shard is cut into ``seq_len`` windows (no window spans two shards, as in OLMo); the
+last partial window of a shard is dropped (``drop_last``) or padded with EOS whose labels
+are -100. An epoch visits every window once, in the order of a permutation that is a pure
+function of ``(seed, epoch, position)`` (:mod:`instmix.serve.permute`). Positions are spread over
+ranks and DataLoader workers by :mod:`instmix.serve.sharding`.
+
+Each item: ``input_ids`` and ``labels`` (int64, ``seq_len``; labels are -100 where the
+build's loss mask is False and on padding), ``doc_lens`` (lengths of the documents cut by
+the window, summing to ``seq_len``, for intra-document attention; zero-padded to a width
+fixed per dataset, ``max_docs``, so the default collate stacks items) and ``index`` (the
+window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from instmix.errors import InstmixError
+from instmix.format.manifest import load_manifest
+from instmix.format.reader import index_path, open_tokens, read_index
+
+from .permute import Permutation
+from .sharding import (
+    LOOKAHEAD,
+    RuntimeContext,
+    current_worker,
+    distributed_defaults,
+    positions,
+    steps,
+)
+from .state import IGNORE, CursorDataset
+
+_ITEM_BATCH = 64  # rows gathered at once when iterating items
+_KEYS = ("input_ids", "labels", "doc_lens", "index")
+
+
+@dataclass
+class _Shard:
+    path: str
+    mask: str | None
+    tokens: int
+    dtype: str
+    ends: np.ndarray  # document end offsets (exclusive), ascending
+    _mm: np.ndarray | None = None
+    _mask_mm: np.ndarray | None = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Memory maps, opened lazily in the process that reads (safe across fork/spawn)."""
+        if self._mm is None:
+            self._mm = open_tokens(self.path, self.dtype)
+            if self.mask:
+                self._mask_mm = np.memmap(self.mask, dtype=np.bool_, mode="r")
+        return self._mm, self._mask_mm
+
+    def __getstate__(self):
+        return {**self.__dict__, "_mm": None, "_mask_mm": None}
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    digest = hashlib.sha256(f"instmix:{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class ShardDataset(CursorDataset):
+    """Sequences of ``seq_len`` tokens from one build folder or a list of them."""
+
+    def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike], seq_len: int, *,
+                 seed: int = 0, epoch: int = 0, rank: int | None = None,
+                 world_size: int | None = None, drop_last: bool = True):
+        if seq_len < 1:
+            raise InstmixError(f"seq_len must be >= 1, got {seq_len}")
+        roots = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        if not roots:
+            raise InstmixError("ShardDataset needs at least one build folder")
+        self.seq_len = seq_len
+        self.seed = seed
+        self.epoch = epoch
+        self.rank, self.world_size = distributed_defaults(rank, world_size)
+        RuntimeContext(self.rank, self.world_size)  # validates
+        self.drop_last = drop_last
+        self.shards: list[_Shard] = []
+        first = None
+        digest = hashlib.sha256(f"seq_len={seq_len};drop_last={drop_last}".encode())
+        for root in roots:
+            m = load_manifest(str(root))
+            tok = m.tokenizer
+            key = (m.dtype, tok["vocab_size"], tok["eos_token_id"])
+            if first is None:
+                first = key
+            elif key != first:
+                raise InstmixError(f"{root}: dtype/vocab/EOS {key} differ from the first build's "
+                                   f"{first}; builds served together must share a tokenizer")
+            for s in m.shards:
+                path_ = m.path(s["path"])
+                idx = read_index(path_) if os.path.exists(index_path(path_)) else None
+                ends = idx.end if idx is not None else np.array([s["tokens"]], dtype=np.int64)
+                self.shards.append(_Shard(path_, m.path(s["mask"]) if s.get("mask") else None,
+                                          s["tokens"], m.dtype, ends))
+                digest.update(s["sha256"].encode())
+                digest.update((s.get("mask_sha256") or "").encode())
+        self.dtype, self.vocab_size, self.eos_token_id = first
+        self.fingerprint = digest.hexdigest()[:32]
+        counts = []
+        for s in self.shards:
+            full, rest = divmod(s.tokens, seq_len)
+            counts.append(full + (1 if rest and not drop_last else 0))
+        self._window_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._full_windows = np.array([sh.tokens // seq_len for sh in self.shards] + [0],
+                                      dtype=np.int64)
+        sizes = [sh.tokens for sh in self.shards]
+        self._token_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._any_mask = any(sh.mask for sh in self.shards)
+        self._pad_rows = (np.zeros(seq_len, dtype=self.dtype), np.ones(seq_len, dtype=np.bool_))
+        self._grid_cache: list | None = None
+        self._grids_unopened = len(self.shards)
+        self._ends_ext = np.concatenate(
+            [[-1]] + [sh.ends.astype(np.int64) + base
+                      for sh, base in zip(self.shards, self._token_starts)]
+            + [[np.iinfo(np.int64).max]]).astype(np.int64)
+        self.num_sequences = int(self._window_starts[-1])
+        # doc_lens has one fixed width (the most pieces any window holds), so the default
+        # torch collate can stack items; unused slots are 0.
+        self.max_docs = max((self._most_pieces(s, c) for s, c in zip(self.shards, counts)),
+                            default=1)
+        self._piece_off, self._pieces = self._piece_table()
+        self._chunk = 1  # sequences per worker turn; instmix.DataLoader sets its batch size
+        self._skip = 0  # items to skip in the next __iter__ (load_state_dict)
+        self._yielded = 0
+
+    def _most_pieces(self, shard: _Shard, windows: int) -> int:
+        if windows == 0:
+            return 1
+        a = np.arange(windows, dtype=np.int64) * self.seq_len
+        b = np.minimum(a + self.seq_len, shard.tokens)
+        inside = np.searchsorted(shard.ends, b, side="left") - np.searchsorted(shard.ends, a,
+                                                                                side="right")
+        return int((inside + 1 + (b - a < self.seq_len)).max())
+
+    # -- order ---------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch`` (call it every epoch, as with DistributedSampler)."""
+        self.epoch = epoch
+
+    def windows(self, positions: np.ndarray, epoch: int | None = None) -> np.ndarray:
+        """Window ids at epoch ``positions`` (a pure function of seed, epoch, position)."""
+
+        perm = Permutation(self.num_sequences, _epoch_seed(self.seed, self.epoch if epoch is None
+                                                           else epoch))
+        return perm(positions)
+
+    def __len__(self) -> int:
+        """Sequences this rank reads in one epoch."""
+        ctx = RuntimeContext(self.rank, self.world_size)
+        return sum(hi - lo for _, lo, hi in steps(self.num_sequences, 0, ctx, self._chunk))
+
+    # -- reading -------------------------------------------------------------------------
+    # Reading is vectorised: window ids are computed for many positions in one call (the
+    # permutation's per-call cost dominates small calls), a batch's rows are gathered in
+    # one call from per-shard [windows, seq_len] views and widened in two, and its
+    # doc_lens are gathered from a table computed at construction (``_piece_table``).
+    def _grids(self, shard_ids) -> list:
+        """Per shard, its full windows as [windows, seq_len] views of the tokens and the
+        mask (None without): plain ndarrays, as indexing a memmap subclass costs more than
+        copying a row. Opened lazily, per process (see ``__getstate__``)."""
+        cache = self._grid_cache
+        if cache is None:
+            cache = self._grid_cache = [None] * len(self.shards)
+        if self._grids_unopened:
+            L = self.seq_len
+            for s in set(shard_ids):
+                if cache[s] is None:
+                    tokens, mask = self.shards[s].arrays()
+                    full = self.shards[s].tokens // L * L
+                    cache[s] = (np.asarray(tokens[:full]).view(np.ndarray).reshape(-1, L),
+                                None if mask is None else
+                                np.asarray(mask[:full]).view(np.ndarray).reshape(-1, L))
+                    self._grids_unopened -= 1
+        return cache
+
+    def __getstate__(self):
+        return {**self.__dict__, "_grid_cache": None, "_grids_unopened": len(self.shards)}
+
+    def _fill(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
+        """A batch for ``windows``: input_ids/labels [n, L], doc_lens [n, max docs], index."""
+        n, L, D = len(windows), self.seq_len, self.max_docs
+        # One allocation for the whole batch: ids, labels, doc_lens and index are views of
+        # it (a worker then hands the batch over as one shared-memory block).
+        flat = np.empty(n * (2 * L + D + 1), dtype=np.int64)
+        ids = flat[:n * L].reshape(n, L)
+        labels = flat[n * L:2 * n * L].reshape(n, L)
+        dl = flat[2 * n * L:n * (2 * L + D)].reshape(n, D)
+        dl[...] = 0
+        flat[n * (2 * L + D):] = windows
+        shard_of = np.searchsorted(self._window_starts, windows, side="right") - 1
+        local = windows - self._window_starts[shard_of]
+        tail = local >= self._full_windows[shard_of]  # padded last windows (drop_last=False)
+        any_tail = bool(tail.any())
+        sl, ll = shard_of.tolist(), local.tolist()
+        grids = self._grids(sl)
+        # Rows in the files' dtype, one gather, then widened for ids and labels at once.
+        raw = np.empty((n, L), dtype=self.dtype)
+        if not n:
+            pass
+        elif sl[0] == sl[-1] and not any_tail and (shard_of == sl[0]).all():
+            np.take(grids[sl[0]][0], local, axis=0, out=raw, mode="clip")  # one shard
+        else:
+            pad = self._pad_rows[0]
+            np.concatenate([grids[s][0][w] if w < len(grids[s][0]) else pad
+                            for s, w in zip(sl, ll)], out=raw.reshape(-1))
+        ids[...] = raw
+        labels[...] = raw
+        if self._any_mask and n:
+            ones = self._pad_rows[1]
+            train = np.concatenate([grids[s][1][w] if grids[s][1] is not None and
+                                    w < len(grids[s][1]) else ones
+                                    for s, w in zip(sl, ll)]).reshape(n, L)
+            if not train.all():
+                np.copyto(labels, IGNORE, where=~train)
+        # doc_lens: this batch's rows of the table (tail rows have none there)
+        off = self._piece_off[windows]
+        cnt = self._piece_off[windows + 1] - off
+        rid = np.repeat(np.arange(n), cnt)
+        j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
+        dl[rid, j] = self._pieces[off[rid] + j]
+        if any_tail:
+            for r in np.flatnonzero(tail).tolist():
+                s = int(shard_of[r])
+                self._fill_tail(self.shards[s], int(local[r]), ids[r], labels[r], dl[r])
+        t = torch.from_numpy(flat)
+        return {"input_ids": t[:n * L].view(n, L), "labels": t[n * L:2 * n * L].view(n, L),
+                "doc_lens": t[2 * n * L:n * (2 * L + D)].view(n, D),
+                "index": t[n * (2 * L + D):]}
+
+    def _pieces_of(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """doc_lens of full windows starting at global token offsets ``a``, as ``(row, slot,
+        length)`` triples: the pieces [a, e_1), [e_1, e_2), ..., [e_m, b) of each window
+        [a, b) cut by the document ends e_i strictly inside it, empty ones dropped. The
+        ends of all shards are one ascending array of global offsets (a window lies inside
+        its shard, so only its shard's ends fall inside it), between sentinels: piece j of
+        a window is [max(ext[k0 + j], a), min(ext[k0 + j + 1], b)) where k0 counts the
+        ends <= a."""
+        L, ext = self.seq_len, self._ends_ext
+        ends = ext[1:-1]
+        k0 = ends.searchsorted(a, side="right")
+        cnt = ends.searchsorted(a + L, side="left") - k0 + 1  # pieces per window
+        rid = np.repeat(np.arange(len(a)), cnt)
+        j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
+        idx = k0[rid] + j
+        ar = a[rid]
+        lens = np.minimum(ext[idx + 1], ar + L) - np.maximum(ext[idx], ar)
+        keep = lens > 0
+        if not keep.all():  # repeated ends (empty documents): drop the empty pieces
+            rid, lens = rid[keep], lens[keep]
+            per_row = np.bincount(rid, minlength=len(cnt))
+            j = np.arange(len(rid)) - (np.cumsum(per_row) - per_row)[rid]
+        return rid, j, lens
+
+    def _piece_table(self, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+        """doc_lens of every full window, computed once (a batch then gathers its rows
+        instead of searching the document ends): window ``w`` has the pieces
+        ``pieces[off[w]:off[w + 1]]``; a padded tail window has none here (``_fill_tail``)."""
+        L = self.seq_len
+        counts, pieces = [], []
+        for s, shard in enumerate(self.shards):
+            full = shard.tokens // L
+            for lo in range(0, full, chunk):  # bounded temporaries
+                hi = min(lo + chunk, full)
+                rid, _, lens = self._pieces_of(self._token_starts[s] + np.arange(lo, hi) * L)
+                counts.append(np.bincount(rid, minlength=hi - lo))
+                pieces.append(lens.astype(np.int32))
+            tail = int(self._window_starts[s + 1] - self._window_starts[s]) - full
+            counts.append(np.zeros(tail, dtype=np.int64))
+        off = np.zeros(self.num_sequences + 1, dtype=np.int64)
+        if counts:
+            np.cumsum(np.concatenate(counts), out=off[1:])
+        return off, np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+
+    def _fill_tail(self, shard: _Shard, w: int, ids: np.ndarray, labels: np.ndarray,
+                   dl: np.ndarray) -> None:
+        """One row from the partial last window ``w`` of ``shard``, padded with EOS."""
+        L = self.seq_len
+        tokens, mask = shard.arrays()
+        a = w * L
+        b = min(a + L, shard.tokens)
+        ids[:b - a] = tokens[a:b]
+        labels[...] = ids
+        ids[b - a:] = self.eos_token_id
+        labels[b - a:] = IGNORE
+        if mask is not None:
+            m = mask[a:b]
+            if not m.all():
+                labels[:b - a][~m] = IGNORE
+        ends = shard.ends
+        k0 = int(np.searchsorted(ends, a, side="right"))
+        k1 = int(np.searchsorted(ends, b, side="left"))
+        lens = np.diff(np.concatenate([[a], ends[k0:k1], [b]]) - a)
+        lens = np.append(lens[lens > 0], L - (b - a))
+        dl[:len(lens)] = lens
+
+    def _with_windows(self, spans: Iterator[tuple[int, int, int]], epoch: int
+                      ) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
+        """Each ``(step, lo, hi)`` of ``spans`` with the window ids of ``[lo, hi)``,
+        computed for about ``LOOKAHEAD`` positions at a time."""
+        pending: list[tuple[int, int, int]] = []
+        count = 0
+        for span in itertools.chain(spans, [None]):
+            if span is not None:
+                pending.append(span)
+                count += span[2] - span[1]
+            if pending and (span is None or count >= LOOKAHEAD):
+                wins = self.windows(np.concatenate([np.arange(lo, hi) for _, lo, hi in pending]),
+                                    epoch)
+                at = 0
+                for sp in pending:
+                    yield sp, wins[at:at + sp[2] - sp[1]]
+                    at += sp[2] - sp[1]
+                pending, count = [], 0
+
+    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext,
+                     drop_last: bool = False) -> Iterator[tuple[dict, dict]]:
+        """Batches of this rank and worker from ``cursor``; each with the cursor after its
+        global step (the resume point once the trainer has taken it)."""
+        epoch, start = cursor["epoch"], cursor["consumed"]
+        n = self.num_sequences
+        per_step = ctx.world_size * batch_size
+        if drop_last:
+            n = start + (n - start) // per_step * per_step
+        for (k, _, _), wins in self._with_windows(steps(n, start, ctx, batch_size), epoch):
+            batch = self._fill(wins)
+            yield {"epoch": epoch, "consumed": min(start + (k + 1) * per_step, n)}, batch
+
+    def batches_left(self, cursor: dict, batch_size: int, drop_last: bool = False) -> int:
+        n, start = self.num_sequences, cursor["consumed"]
+        per_step = self.world_size * batch_size
+        if drop_last:
+            n = start + (n - start) // per_step * per_step
+        return sum(1 for _ in steps(n, start, RuntimeContext(self.rank, self.world_size),
+                                    batch_size))
+
+    def initial_cursor(self) -> dict:
+        return {"epoch": self.epoch, "consumed": 0}
+
+    def next_epoch(self, cursor: dict) -> dict:
+        self.set_epoch(cursor["epoch"] + 1)
+        return {"epoch": cursor["epoch"] + 1, "consumed": 0}
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Items of this rank and DataLoader worker, in epoch order."""
+        worker, workers = current_worker()
+        ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
+        skip, self._skip = self._skip, 0
+        self._yielded = 0
+        for pos in positions(self.num_sequences, ctx, self._chunk, skip):
+            wins = self.windows(pos)
+            for i in range(0, len(wins), _ITEM_BATCH):
+                batch = self._fill(wins[i:i + _ITEM_BATCH])
+                # unbind: the rows as views, made in one call (indexing is ~1 us a view)
+                for ids, labels, dl, index in zip(*(batch[k].unbind(0) for k in _KEYS)):
+                    self._yielded += 1
+                    yield {"input_ids": ids, "labels": labels, "doc_lens": dl, "index": index}

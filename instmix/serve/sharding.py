@@ -1,0 +1,106 @@
+"""Who reads what: global sequence positions -> ranks -> DataLoader workers.
+
+An epoch is a sequence of ``n`` global positions. Starting at ``start``, global step ``k``
+covers ``[start + k*R*B, start + (k+1)*R*B)`` for ``R`` ranks and ``B`` sequences per rank
+and step; rank ``r`` reads its slice ``[.. + r*B, .. + (r+1)*B)`` and DataLoader worker
+``w`` of ``W`` produces the steps ``k = w (mod W)``. The torch DataLoader takes batches
+from its workers in turn, so the batches reach the trainer in step order whatever ``W``
+is, and every position is read exactly once across ranks and workers. ``start`` is the
+resume point: the number of global positions already consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """Where this reader sits: rank in the job, and DataLoader worker in the rank."""
+
+    rank: int = 0
+    world_size: int = 1
+    worker: int = 0
+    num_workers: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.world_size})")
+        if not 0 <= self.worker < self.num_workers:
+            raise ValueError(f"worker {self.worker} is not in [0, {self.num_workers})")
+
+
+def distributed_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit values win; else torch.distributed's when initialised; else (0, 1)."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return (dist.get_rank() if rank is None else rank,
+                    dist.get_world_size() if world_size is None else world_size)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return (0 if rank is None else rank), (1 if world_size is None else world_size)
+
+
+def current_worker() -> tuple[int, int]:
+    """(worker id, number of workers) of the torch DataLoader worker running this code."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def steps(n: int, start: int, ctx: RuntimeContext, batch: int) -> Iterator[tuple[int, int, int]]:
+    """Yield ``(step, lo, hi)``: this rank's and worker's position slices, in step order.
+
+    Slices are ``batch`` long except at the end of the epoch; a rank whose slice of the
+    last step is empty gets nothing for it.
+    """
+    per_step = ctx.world_size * batch
+    k = ctx.worker
+    while True:
+        base = start + k * per_step
+        lo = base + ctx.rank * batch
+        if base >= n:
+            return
+        hi = min(lo + batch, n)
+        if lo < hi:
+            yield k, lo, hi
+        k += ctx.num_workers
+
+
+LOOKAHEAD = 8192  # positions whose window ids are computed in one call
+
+
+def positions(n: int, ctx: RuntimeContext, chunk: int, skip: int = 0,
+               block: int = LOOKAHEAD) -> Iterator[np.ndarray]:
+    """The positions of ``steps(n, 0, ctx, chunk)`` in order, less the first ``skip``, as
+    arrays of about ``block`` positions (computed without a Python step per position)."""
+    per_step = ctx.world_size * chunk
+    m = max(1, block // chunk)  # steps per array
+    k = ctx.worker
+    while True:
+        base = (k + ctx.num_workers * np.arange(m, dtype=np.int64)) * per_step
+        base = base[base < n]
+        if not len(base):
+            return
+        lo = base + ctx.rank * chunk
+        hi = np.minimum(lo + chunk, n)
+        lo, hi = lo[lo < hi], hi[lo < hi]
+        if chunk == 1:
+            pos = lo
+        else:
+            lens = hi - lo
+            pos = np.repeat(lo - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        if skip:
+            cut = min(skip, len(pos))
+            pos, skip = pos[cut:], skip - cut
+        if len(pos):
+            yield pos
+        k += ctx.num_workers * m

@@ -1,0 +1,80 @@
+"""The cursor-dataset protocol :class:`instmix.DataLoader` relies on, and the per-worker
+resume state both datasets share.
+
+A *cursor dataset* serves whole batches of one rank and worker from a small cursor
+(``{"epoch", "consumed", ...}``), so the loader owns global order, rank and worker
+slicing and resume, while the dataset only maps positions to sequences. Both
+:class:`~instmix.serve.shard_dataset.ShardDataset` and
+:class:`~instmix.serve.streaming.StreamingMixture` implement it.
+
+For plain loaders (torch's DataLoader, torchdata's ``StatefulDataLoader``), items are
+counted per worker and :meth:`CursorDataset.state_dict` saves that count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import IterableDataset
+
+from instmix.errors import InstmixError
+
+from .sharding import RuntimeContext
+
+IGNORE = -100  # the label of tokens that carry no loss (torch's cross-entropy default)
+STATE_VERSION = 1
+
+
+class CursorDataset(IterableDataset):
+    """Base of instmix's datasets. Subclasses set ``fingerprint``, ``seed`` and ``epoch``
+    and implement the four cursor methods; ``__iter__`` counts ``_yielded`` and skips
+    ``_skip`` items after :meth:`load_state_dict`."""
+
+    fingerprint: str
+    seed: int
+    epoch: int
+    _skip: int = 0
+    _yielded: int = 0
+
+    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext,
+                     drop_last: bool = False) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+        """Batches of ``ctx``'s rank and worker from ``cursor``, each with the cursor after
+        its global step."""
+        raise NotImplementedError
+
+    def batches_left(self, cursor: dict, batch_size: int, drop_last: bool = False) -> int:
+        raise NotImplementedError
+
+    def initial_cursor(self) -> dict:
+        raise NotImplementedError
+
+    def next_epoch(self, cursor: dict) -> dict:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"version": STATE_VERSION, "fingerprint": self.fingerprint, "seed": self.seed,
+                "epoch": self.epoch, "yielded": self._yielded}
+
+    def load_state_dict(self, state: dict) -> None:
+        check_state(state, self.fingerprint, self.seed)
+        self.epoch = state["epoch"]
+        self._skip = self._yielded = state["yielded"]
+
+
+def check_state(state: dict, fingerprint: str, seed: int) -> None:
+    """Refuse a state saved for other data, another seed or another format version."""
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise InstmixError(f"loader state version {state.get('version') if isinstance(state, dict) else state!r} "
+                           f"is not {STATE_VERSION}")
+    if state.get("fingerprint") != fingerprint:
+        raise InstmixError(f"loader state was saved for other data (fingerprint "
+                           f"{state.get('fingerprint')}, this data is {fingerprint}): same "
+                           "builds, seq_len and drop_last are needed to resume")
+    if state.get("seed") != seed:
+        raise InstmixError(f"loader state was saved with seed {state.get('seed')}, this dataset "
+                           f"has seed {seed}")
+

@@ -1,0 +1,128 @@
+"""Source kinds: how the records of a source become documents.
+
+Built in: ``text`` (one field holds the document) and ``openorca`` (``"{question}
+{response}"``, one space, as the Instruction Pre-Training recipe writes general
+instructions). Other kinds register themselves in :mod:`instmix.sources.registry`.
+
+Empty documents (nothing but whitespace) are skipped and counted as ``empty``; that is the
+documented policy, not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from instmix.errors import InputError
+from instmix.io.readers import iter_records
+
+if TYPE_CHECKING:
+    from instmix.config import SourceConfig
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One training document. ``spans`` are ``(start, end)`` character ranges that carry
+    loss when a source trains on responses only (``None``: every character does).
+    ``tags`` are ``(key, value)`` labels counted into the build's composition report
+    (e.g. ``("layout", "classic")``); a key may repeat."""
+
+    id: str
+    text: str
+    spans: tuple[tuple[int, int], ...] | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+class Kind:
+    """Base class. ``per_file`` kinds turn each input file into documents independently
+    (so a changed file re-tokenizes alone); others read the source's files together."""
+
+    per_file = True
+
+    def fields(self, src: SourceConfig) -> list[str] | None:
+        """Record fields this kind reads (lets table formats skip other columns)."""
+        return None
+
+    def document(self, src: SourceConfig, path: str, label: str, pos: int, record: Mapping
+                 ) -> Document | None:
+        """One record -> a document, or ``None`` when it is empty."""
+        raise NotImplementedError
+
+    def documents(self, src: SourceConfig, paths: Sequence[str], label: str, *,
+                  skip_bad: bool, stats: dict) -> Iterator[Document]:
+        """Yield the documents of ``paths`` (one path for per-file kinds).
+
+        ``label`` names the file in default document ids (``label:position``).
+        """
+        columns = self.fields(src)
+        for path in paths:
+            for pos, rec in iter_records(path, columns=columns, txt_unit=src.txt_unit,
+                                         skip_bad=skip_bad, stats=stats):
+                try:
+                    doc = self.document(src, path, label, pos, rec)
+                except InputError:
+                    if not skip_bad:
+                        raise
+                    _count(stats, "bad_field")
+                    continue
+                if doc is None:
+                    _count(stats, "empty")
+                    continue
+                yield doc
+
+
+def _count(stats: dict, reason: str) -> None:
+    stats[reason] = stats.get(reason, 0) + 1
+
+
+def field_str(record: Mapping, name: str, path: str, pos: int) -> str:
+    """The string value of ``record[name]``; a missing or non-string field is an InputError."""
+    try:
+        value: Any = record[name]
+    except KeyError:
+        keys = ", ".join(sorted(map(str, record))[:8]) or "none"
+        raise InputError(path, pos, name, f"missing (record has: {keys})") from None
+    if not isinstance(value, str):
+        raise InputError(path, pos, name, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def doc_id(src: SourceConfig, record: Mapping, path: str, label: str, pos: int) -> str:
+    """``record[id_field]`` when configured, else ``label:position``."""
+    if src.id_field is None:
+        return f"{label}:{pos}"
+    value = record.get(src.id_field)
+    if value is None:
+        raise InputError(path, pos, src.id_field, "missing")
+    return str(value)
+
+
+class TextKind(Kind):
+    def fields(self, src: SourceConfig) -> list[str]:
+        return [src.text_field] + ([src.id_field] if src.id_field else [])
+
+    def document(self, src: SourceConfig, path: str, label: str, pos: int, record: Mapping
+                 ) -> Document | None:
+        text = field_str(record, src.text_field, path, pos)
+        if not text.strip():
+            return None
+        return Document(doc_id(src, record, path, label, pos), text)
+
+
+class OpenOrcaKind(Kind):
+    """``"{question} {response}"``; with ``loss: responses`` only the response trains."""
+
+    def fields(self, src: SourceConfig) -> list[str]:
+        return [src.question_field, src.response_field] + ([src.id_field] if src.id_field else [])
+
+    def document(self, src: SourceConfig, path: str, label: str, pos: int, record: Mapping
+                 ) -> Document | None:
+        q = field_str(record, src.question_field, path, pos)
+        r = field_str(record, src.response_field, path, pos)
+        if not q.strip() or not r.strip():
+            return None
+        text = f"{q} {r}"
+        return Document(doc_id(src, record, path, label, pos), text, ((len(q) + 1, len(text)),))
+
+
+BUILTIN_KINDS: dict[str, type[Kind]] = {"text": TextKind, "openorca": OpenOrcaKind}

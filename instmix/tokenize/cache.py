@@ -1,0 +1,259 @@
+"""Per-input token caches.
+
+Each cache unit (one input file, or a whole source for kinds that read files together) is
+tokenized once into a folder keyed by a fingerprint of its content, the tokenizer and the
+formatting options. A changed input re-tokenizes only its own unit; every mixture built
+from the same inputs reuses the caches.
+
+A unit folder holds:
+- ``tokens.bin``: flat token ids (the build's dtype), every document as [BOS] ids EOS;
+- ``offsets.npy``: int64, ``n+1`` document boundaries into ``tokens.bin``;
+- ``ids.bin`` + ``ids_off.npy``: UTF-8 document ids, concatenated, with int64 boundaries;
+- ``mask.bin`` (only for ``loss != all``): one bool per token, True = train on it;
+- ``meta.json``: counts, skipped records by reason, the tokenizer backend used.
+
+Folders are written under a temporary name and renamed when complete, so an interrupted
+run leaves nothing that is ever read as a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from queue import Full, Queue
+
+import numpy as np
+
+from instmix.config import SourceConfig
+from instmix.errors import InstmixError
+from instmix.io.atomic import make_temp_dir
+from instmix.io.hashing import hash_input
+from instmix.sources.kinds import Document
+from instmix.sources.registry import get_kind
+
+from .encoder import Encoder
+from .facts import TokenizerInfo
+from .framing import Encoded, encode_documents
+
+CACHE_VERSION = 2
+
+
+def format_key(src: SourceConfig) -> dict:
+    """The source options that change how records become tokens (not ratios or caps)."""
+    return {"kind": src.kind, "text_field": src.text_field, "question_field": src.question_field,
+            "response_field": src.response_field, "id_field": src.id_field,
+            "txt_unit": src.txt_unit, "loss": src.loss, "options": dict(src.options)}
+
+
+def unit_key(src: SourceConfig, paths: Sequence[str], label: str, tok: TokenizerInfo,
+             file_hash: Callable[[str], str] = hash_input) -> str:
+    blob = json.dumps({"version": CACHE_VERSION, "tokenizer": tok.cache_key(),
+                       "format": format_key(src), "label": label,
+                       "inputs": [file_hash(p) for p in paths]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class UnitMeta:
+    documents: int
+    tokens: int
+    skipped: dict
+    backend: str
+    has_mask: bool
+    loss_tokens: int
+    composition: dict = field(default_factory=dict)  # tag key -> value -> documents
+
+
+class CacheUnit:
+    """A finished cache folder, opened read-only (memory-mapped)."""
+
+    def __init__(self, folder: str, dtype: str):
+        self.folder = folder
+        self.dtype = np.dtype(dtype)
+        with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
+            self.meta = UnitMeta(**json.load(f))
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        return np.load(os.path.join(self.folder, "offsets.npy"), mmap_mode="r")
+
+    @cached_property
+    def tokens(self) -> np.ndarray:
+        if self.meta.tokens == 0:
+            return np.zeros(0, dtype=self.dtype)
+        return np.memmap(os.path.join(self.folder, "tokens.bin"), dtype=self.dtype, mode="r")
+
+    @cached_property
+    def mask(self) -> np.ndarray | None:
+        if not self.meta.has_mask or self.meta.tokens == 0:
+            return None
+        return np.memmap(os.path.join(self.folder, "mask.bin"), dtype=np.bool_, mode="r")
+
+    @cached_property
+    def _ids(self) -> tuple[bytes, np.ndarray]:
+        with open(os.path.join(self.folder, "ids.bin"), "rb") as f:
+            blob = f.read()
+        return blob, np.load(os.path.join(self.folder, "ids_off.npy"))
+
+    def doc_id(self, i: int) -> str:
+        blob, off = self._ids
+        return blob[off[i]:off[i + 1]].decode("utf-8")
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _batches(docs: Iterator[Document], batch_bytes: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    size = 0
+    for doc in docs:
+        batch.append(doc)
+        size += len(doc.text)
+        if size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run ``it`` in a thread so reading and parsing overlap tokenization. The thread
+    stops when the consumer does (normally or by an exception)."""
+    q: Queue = Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in it:
+                if not put(item):
+                    return
+        except BaseException as e:  # re-raised in the consumer
+            put(e)
+            return
+        put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class UnitWriter:
+    """Tokenize documents into a temporary folder, then publish it atomically."""
+
+    def __init__(self, root: str, key: str, info: TokenizerInfo, with_mask: bool):
+        os.makedirs(root, exist_ok=True)
+        self.final = os.path.join(root, key)
+        self.tmp = make_temp_dir(self.final)
+        self.info = info
+        self.dtype = np.dtype(info.dtype)
+        self.with_mask = with_mask
+        self._tok = open(os.path.join(self.tmp, "tokens.bin"), "wb")
+        self._mask = open(os.path.join(self.tmp, "mask.bin"), "wb") if with_mask else None
+        self._offsets = [np.zeros(1, dtype=np.int64)]
+        self._ids = open(os.path.join(self.tmp, "ids.bin"), "wb")
+        self._id_lens: list[np.ndarray] = []
+        self.tokens = 0
+        self.documents = 0
+        self.loss_tokens = 0
+        self.composition: dict[str, dict[str, int]] = {}
+
+    def count_tags(self, docs) -> None:
+        for doc in docs:
+            for key, value in doc.tags:
+                per = self.composition.setdefault(key, {})
+                per[value] = per.get(value, 0) + 1
+
+    def add(self, enc: Encoded, doc_ids: list[str]) -> None:
+        """Append a batch of encoded documents (tokens already framed by BOS/EOS)."""
+        if enc.tokens.size and int(enc.tokens.max()) >= self.info.vocab_size:
+            raise InstmixError(f"tokenizer produced id {int(enc.tokens.max())} >= vocab size "
+                               f"{self.info.vocab_size}")
+        enc.tokens.astype(self.dtype, copy=False).tofile(self._tok)
+        if self._mask is not None:
+            m = np.ones(enc.tokens.size, dtype=np.bool_) if enc.mask is None else enc.mask
+            m.tofile(self._mask)
+            self.loss_tokens += int(m.sum())
+        else:
+            self.loss_tokens += enc.tokens.size
+        self._offsets.append(self.tokens + enc.offsets[1:])
+        encoded = [d.encode("utf-8") for d in doc_ids]
+        self._ids.write(b"".join(encoded))
+        self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+        self.tokens += int(enc.offsets[-1])
+        self.documents += len(doc_ids)
+
+    def publish(self, skipped: dict, backend: str) -> str:
+        for f in (self._tok, self._ids, self._mask):
+            if f is not None:
+                f.close()
+        np.save(os.path.join(self.tmp, "offsets.npy"), np.concatenate(self._offsets))
+        id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
+        np.save(os.path.join(self.tmp, "ids_off.npy"),
+                np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
+        composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
+        meta = UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())), backend,
+                        self.with_mask, self.loss_tokens, composition)
+        with open(os.path.join(self.tmp, "meta.json"), "w", encoding="utf-8") as f:
+            json.dump(asdict(meta), f, indent=1)
+        try:
+            os.rename(self.tmp, self.final)
+        except OSError:  # another process published the same key first
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.final
+
+    def abort(self) -> None:
+        for f in (self._tok, self._ids, self._mask):
+            if f is not None and not f.closed:
+                f.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], label: str,
+               info: TokenizerInfo, encoder: Encoder, *, skip_bad: bool, batch_bytes: int,
+               progress: Callable[[int], None] | None = None) -> CacheUnit:
+    """Tokenize ``paths`` of ``src`` into the cache (unless present) and open it."""
+    folder = os.path.join(root, key)
+    if os.path.isdir(folder):
+        return CacheUnit(folder, info.dtype)
+    kind = get_kind(src.kind)
+    with_mask = src.loss != "all"
+    writer = UnitWriter(root, key, info, with_mask)
+    skipped: dict = {}
+    try:
+        docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
+        for batch in _prefetch(_batches(docs, batch_bytes)):
+            writer.add(encode_documents(batch, encoder, info, src.loss), [d.id for d in batch])
+            writer.count_tags(batch)
+            if progress:
+                progress(sum(len(d.text) for d in batch))
+        if writer.documents == 0:
+            raise InstmixError(f"{', '.join(paths)}: no documents (skipped: "
+                               f"{skipped or 'none'})")
+        return CacheUnit(writer.publish(skipped, encoder.backend), info.dtype)
+    except BaseException:
+        writer.abort()
+        raise

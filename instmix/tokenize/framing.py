@@ -1,0 +1,107 @@
+"""Documents -> token ids with BOS/EOS, and the per-token loss mask of a source.
+
+``loss`` per source: ``all`` (every token trains; no mask is stored), ``none`` (no token
+trains; the tokens still count toward ratios) or ``responses`` (only the answer spans that
+the kind recorded in ``Document.spans``, plus the closing EOS).
+
+For ``responses`` the text is cut at span boundaries and each piece is encoded on its own,
+so no token straddles a boundary and the mask is exact after tokenization. A boundary is
+moved back over the whitespace just before it (``"A: Paris"`` is cut as ``"A:" | " Paris"``),
+which is where byte-level pre-tokenizers split anyway, so the ids match those of the whole
+text in the usual case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from instmix.sources.kinds import Document
+
+from .encoder import Encoder
+from .facts import TokenizerInfo
+
+
+@dataclass
+class Encoded:
+    """A batch of documents: flat ``tokens`` with BOS/EOS, ``offsets`` (n+1) and ``mask``
+    (flat bool, True = loss; None when every token trains)."""
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    mask: np.ndarray | None
+
+    def split(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        o = self.offsets
+        return [(self.tokens[o[i]:o[i + 1]],
+                 None if self.mask is None else self.mask[o[i]:o[i + 1]])
+                for i in range(len(o) - 1)]
+
+
+def _cut_points(text: str, spans) -> list[tuple[int, int, bool]]:
+    """Pieces ``(start, end, trains)`` covering ``text``; span starts move back over
+    one run of whitespace."""
+    pieces, pos = [], 0
+    for a, b in sorted(spans):
+        a = max(a, pos)
+        while a > pos and text[a - 1].isspace():
+            a -= 1
+        if a > pos:
+            pieces.append((pos, a, False))
+        if b > a:
+            pieces.append((a, b, True))
+        pos = max(pos, b)
+    if pos < len(text):
+        pieces.append((pos, len(text), False))
+    return pieces
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(n)`` for every n in ``lengths``."""
+    total = int(lengths.sum())
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+
+
+def add_specials(ids: np.ndarray, lengths: np.ndarray, info: TokenizerInfo,
+                 body_mask: np.ndarray | None, eos_trains: bool) -> Encoded:
+    """Lay out ``[BOS] ids EOS`` per document (and the mask: BOS never trains)."""
+    extra = 1 + int(info.add_bos)
+    full = lengths + extra
+    ends = np.cumsum(full)
+    starts = ends - full
+    out = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.uint32)
+    body = np.repeat(starts + int(info.add_bos), lengths) + _ranges(lengths)
+    out[body] = ids
+    if info.add_bos:
+        out[starts] = info.bos_token_id
+    out[ends - 1] = info.eos_token_id
+    mask = None
+    if body_mask is not None:
+        mask = np.zeros(out.size, dtype=np.bool_)
+        mask[body] = body_mask
+        mask[ends - 1] = eos_trains
+    return Encoded(out, np.concatenate([[0], ends]).astype(np.int64), mask)
+
+
+def encode_documents(docs: Sequence[Document], encoder: Encoder, info: TokenizerInfo,
+                     loss: str = "all") -> Encoded:
+    texts = [d.text for d in docs]
+    if loss != "responses":
+        ids, lengths = encoder.encode(texts)
+        mask = None if loss == "all" else np.zeros(ids.size, dtype=np.bool_)
+        return add_specials(ids, lengths, info, mask, eos_trains=loss == "all")
+    pieces, trains, owner = [], [], []
+    for i, doc in enumerate(docs):
+        spans = doc.spans if doc.spans is not None else [(0, len(doc.text))]
+        for a, b, t in _cut_points(doc.text, spans):
+            pieces.append(doc.text[a:b])
+            trains.append(t)
+            owner.append(i)
+    ids, piece_len = encoder.encode(pieces)
+    lengths = np.bincount(np.asarray(owner, dtype=np.int64), weights=piece_len,
+                          minlength=len(docs)).astype(np.int64)
+    body_mask = np.repeat(np.asarray(trains, dtype=np.bool_), piece_len)
+    return add_specials(ids, lengths, info, body_mask, eos_trains=True)

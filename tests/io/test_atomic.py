@@ -1,0 +1,111 @@
+"""The one atomic-write implementation: files, folder swaps, owner-marked temporaries."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from instmix.io import atomic
+from instmix.io.atomic import (
+    clean_stale,
+    make_temp_dir,
+    parse_temp_name,
+    swap_dir,
+    temp_name,
+    write_atomic,
+)
+from instmix.io.owner import owner_dead, owner_token
+
+
+def test_write_atomic_replaces_and_leaves_no_temporary(tmp_path):
+    p = tmp_path / "a" / "f.txt"
+    write_atomic(str(p), "one")
+    write_atomic(str(p), b"two")
+    assert p.read_text() == "two" and os.listdir(p.parent) == ["f.txt"]
+
+
+def test_write_atomic_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "x.png"
+    write_atomic(str(path), b"old")
+
+    def boom(*_a):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_atomic(str(path), b"new")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["x.png"]
+
+
+def test_swap_dir_replaces_a_folder(tmp_path):
+    d = tmp_path / "d"
+    for content in ("x", "y"):
+        tmp = make_temp_dir(str(d))
+        with open(os.path.join(tmp, "f"), "w") as f:
+            f.write(content)
+        swap_dir(tmp, str(d))
+    assert (d / "f").read_text() == "y" and os.listdir(tmp_path) == ["d"]
+
+
+def test_swap_dir_without_exchange_is_recovered_after_a_kill_between_renames(tmp_path,
+                                                                             monkeypatch):
+    """The two-rename fallback: a death between the renames leaves the old folder under an
+    owner-marked name, which the next run puts back before anything else."""
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "f").write_text("old")
+    new = make_temp_dir(str(d))
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    real_rename = os.rename
+    calls = []
+
+    def rename(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands for kill -9 between the two renames
+        real_rename(a, b)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        swap_dir(new, str(d))
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not d.exists()
+    # the owner (this test process) is alive: nothing is recovered by a concurrent run
+    clean_stale(str(d))
+    assert not d.exists()
+    # once the owner is dead, the next run restores the old folder
+    monkeypatch.setattr(atomic, "owner_dead", lambda token: True)
+    clean_stale(str(d))
+    assert (d / "f").read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_only_owner_marked_entries_of_dead_owners_are_removed(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    user = [tmp_path / "out.old-mine", tmp_path / "out.tmp-1234", tmp_path / "out.instmix-old-x"]
+    for u in user:
+        u.mkdir()
+    live = make_temp_dir(str(target))
+    # a temporary made by a process that has exited
+    code = ("import sys; from instmix.io.atomic import make_temp_dir; "
+            "print(make_temp_dir(sys.argv[1]))")
+    dead = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert os.path.isdir(dead)
+    clean_stale(str(target))
+    assert not os.path.exists(dead)
+    assert os.path.isdir(live) and all(u.is_dir() for u in user) and target.is_dir()
+
+
+def test_owner_tokens():
+    me = owner_token()
+    assert not owner_dead(me)
+    pid, host, start = me.split("@")
+    assert owner_dead(f"{pid}@{host}@{int(start) + 1}")  # same pid, another process
+    assert not owner_dead("1@another_host@5")  # other hosts are never judged
+    name = os.path.basename(temp_name("/x/build"))
+    assert parse_temp_name(name)[:2] == ("build", "tmp")
+    assert parse_temp_name("build.old-123") is None
