@@ -1,5 +1,9 @@
 """instmix: Instruction Pre-Training data, mixed by tokens and served to trainers."""
 
+import importlib
+import os
+
+from .builder.pipeline import build as build_mixture
 from .config import BuildConfig, SourceConfig, TokenizerSpec, load_config
 from .errors import ConfigError, InputError, InstmixError, PlanError, VerifyError
 
@@ -20,19 +24,13 @@ _LAZY = {  # torch is imported only when a dataset is asked for
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'instmix' has no attribute {name!r}")
 
 
 def build(config, *, out=None, progress=None):
     """Build the mixture described by ``config`` (a YAML path, mapping or BuildConfig)."""
-    from .builder.pipeline import build as _build
-
     cfg = config if isinstance(config, BuildConfig) else load_config(config)
     if out is not None:
-        import os
-
         cfg = cfg.with_overrides(output=os.path.abspath(out))
-    return _build(cfg, progress=progress)
+    return build_mixture(cfg, progress=progress)

@@ -54,7 +54,7 @@ def write_tokenized(facts: BuildFacts, dest: str, rows: str, seq_len: int) -> in
     """Write the ``save_to_disk`` folder ``dest`` atomically: one ``input_ids`` row per
     ``seq_len`` block of the token stream (``rows="blocks"``) or per document; return the
     row count."""
-    import datasets
+    import datasets  # lazy: importing datasets takes ~1 s, only this route needs it
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar
 
     # A tuple: datasets splits list-valued gen_kwargs into shards, one generator call each,

@@ -138,7 +138,7 @@ def iter_arrow_batches(batches, columns: Sequence[str] | None) -> Iterator[tuple
 
 
 def iter_parquet(path: str, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: only parquet inputs need it (slow import)
 
     pf = pq.ParquetFile(path)
     names = set(pf.schema_arrow.names)
@@ -147,7 +147,7 @@ def iter_parquet(path: str, columns: Sequence[str] | None) -> Iterator[tuple[int
 
 
 def iter_saved_dataset(path: str, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
-    import datasets
+    import datasets  # lazy: importing datasets takes ~1 s, only saved datasets need it
 
     ds = datasets.load_from_disk(path)
     if isinstance(ds, datasets.DatasetDict):

@@ -37,7 +37,7 @@ def write_report(dirs: list[str], out: str, *, title: str | None = None) -> Repo
     _check_out(out)
     builds = load_builds(dirs)
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  # lazy: an optional extra, instmix[report]
     except ImportError:
         raise InstmixError("instmix report needs matplotlib: pip install 'instmix[report]'"
                            ) from None

@@ -181,7 +181,7 @@ def _read_arrow(path: str, expected: int | None) -> tuple[np.ndarray, list[str],
 
 
 def _arrow_table(path: str, multiline: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: a slow import, only the report reads indexes this way
     import pyarrow.csv as pcsv
 
     table = pcsv.read_csv(

@@ -48,8 +48,8 @@ def augmented_names(builds: list[BuildData]) -> list[str]:
 
 
 def _new(height: float, ncols: int = 1, nrows: int = 1, **kw):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: optional extra
+    from matplotlib.figure import Figure  # lazy: optional extra
 
     fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -130,7 +130,7 @@ def share_chart(builds: list[BuildData], colors: dict[str, str]) -> Chart:
 
 
 def _patch(color: str, hatch: str = "", alpha: float = 1.0):
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # lazy: optional extra
 
     return Patch(facecolor=color, hatch=hatch, alpha=alpha, edgecolor="#555555" if hatch else color)
 
@@ -185,7 +185,7 @@ def running_share_chart(builds: list[BuildData], colors: dict[str, str]) -> Char
 
 
 def _line(color: str, style: str = "-"):
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # lazy: optional extra
 
     return Line2D([0], [0], color=color, linestyle=style, linewidth=1.8)
 
@@ -223,13 +223,13 @@ def lengths_chart(builds: list[BuildData], colors: dict[str, str]) -> Chart | No
                       linestyle=LINESTYLES[i % len(LINESTYLES)], label=label,
                       fill=len(builds) == 1, alpha=0.6 if len(builds) == 1 else 0.85)
         if log:
-            from matplotlib.ticker import LogLocator, NullFormatter
+            from matplotlib.ticker import LogLocator, NullFormatter  # lazy: optional extra
 
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
             ax.xaxis.set_minor_formatter(NullFormatter())
         else:
-            from matplotlib.ticker import MaxNLocator
+            from matplotlib.ticker import MaxNLocator  # lazy: optional extra
 
             ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.xaxis.set_major_formatter(_tokens_label)

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch.distributed as dist
+from torch.utils.data import get_worker_info
 
 
 @dataclass(frozen=True)
@@ -37,21 +39,14 @@ def distributed_defaults(rank: int | None, world_size: int | None) -> tuple[int,
     """Explicit values win; else torch.distributed's when initialised; else (0, 1)."""
     if rank is not None and world_size is not None:
         return rank, world_size
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return (dist.get_rank() if rank is None else rank,
-                    dist.get_world_size() if world_size is None else world_size)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if dist.is_available() and dist.is_initialized():
+        return (dist.get_rank() if rank is None else rank,
+                dist.get_world_size() if world_size is None else world_size)
     return (0 if rank is None else rank), (1 if world_size is None else world_size)
 
 
 def current_worker() -> tuple[int, int]:
     """(worker id, number of workers) of the torch DataLoader worker running this code."""
-    from torch.utils.data import get_worker_info
-
     info = get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
 

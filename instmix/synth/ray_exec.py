@@ -61,7 +61,7 @@ class RayExecutor:
 
     def __init__(self, settings: Settings, cfg: RayConfig):
         try:
-            import ray
+            import ray  # lazy: optional extra, instmix[ray]
         except ImportError:
             raise InstmixError("'ray' in the config needs Ray: pip install 'instmix[ray]'"
                                ) from None

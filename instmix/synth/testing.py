@@ -41,7 +41,7 @@ def build_tokenizer(path: str, vocab_size: int = 512) -> str:
 def build_model(path: str, *, layers: int = 2, hidden: int = 64, seed: int = 0,
                 max_len: int = 4096) -> str:
     """Save a random ``MistralForCausalLM`` and the tokenizer in ``path``."""
-    import torch
+    import torch  # lazy: with transformers, only this test model needs them
     from transformers import MistralConfig, MistralForCausalLM
 
     build_tokenizer(path)

@@ -18,7 +18,7 @@ class TransformersEngine(Engine):
 
     def __init__(self, cfg, tokenizer):
         super().__init__(cfg, tokenizer)
-        import torch
+        import torch  # lazy: with transformers, only this engine needs them
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 

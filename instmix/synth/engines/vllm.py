@@ -23,7 +23,7 @@ class VllmEngine(Engine):
     def __init__(self, cfg, tokenizer):
         super().__init__(cfg, tokenizer)
         try:
-            from vllm import LLM, SamplingParams
+            from vllm import LLM, SamplingParams  # lazy: optional extra, needs a CUDA GPU
         except ImportError:
             raise InstmixError("engine 'vllm' needs vLLM: pip install 'instmix[vllm]'") from None
         # vLLM takes a tokenizer folder; a bare tokenizer.json: let it use the model's
