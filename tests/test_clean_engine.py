@@ -13,7 +13,7 @@ from instmix.clean.minhash import MinHasher
 from instmix.clean.signatures import UnitSignatures, Wanted, compute, missing
 from instmix.clean.stage import CONTAMINATED, DUPLICATE, KEPT, NEAR, find_removals
 from instmix.clean.text import concat, word_hashes, words
-from instmix.kinds import Document
+from instmix.sources.kinds import Document
 
 
 def _docs(texts, prefix="d"):

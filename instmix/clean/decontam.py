@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cache import hash_input
-from ..readers import iter_records
+from ..io.hashing import hash_input
+from ..io.readers import iter_records
 from .text import concat, ngram_hashes, word_hashes, words
 
 VERSION = 1

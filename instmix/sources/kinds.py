@@ -21,16 +21,65 @@ if TYPE_CHECKING:
     from instmix.config import SourceConfig
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """A removable part of a document, such as a synthesized pair: the strings the clean
+    stage checks (decontamination, pair filters) and the context the answer is about."""
+
+    question: str
+    answer: str
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Characters ``[start, end)`` of a document's text that can be left out at plan time,
+    without re-tokenizing (documents with cuts are tokenized piece by piece at their ends).
+
+    ``parts = (lo, hi)``: the text of parts ``lo..hi-1`` (a pair's own text is ``(p, p+1)``,
+    an entry's heading that of all its pairs); it stays while one of those parts stays.
+    ``parts = None``: a separator; it stays while some kept text precedes it and some kept
+    text follows it before the next separator."""
+
+    start: int
+    end: int
+    parts: tuple[int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """One training document. ``spans`` are ``(start, end)`` character ranges that carry
     loss when a source trains on responses only (``None``: every character does).
     ``tags`` are ``(key, value)`` labels counted into the build's composition report
-    (e.g. ``("layout", "classic")``); a key may repeat."""
+    (e.g. ``("layout", "classic")``); a key may repeat. ``parts`` and ``cuts`` (sorted,
+    disjoint) let the clean stage remove parts of a document (see :class:`Cut`)."""
 
     id: str
     text: str
     spans: tuple[tuple[int, int], ...] | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    parts: tuple[Part, ...] = ()
+    cuts: tuple[Cut, ...] = ()
+
+
+def kept_cuts(cuts: Sequence[tuple[int, int]], gaps: Sequence[bool],
+              removed: Sequence[bool]) -> list[bool]:
+    """Which cuts stay when the parts flagged in ``removed`` go. ``cuts[i]`` is the
+    ``parts`` range of cut ``i`` (``(-1, -1)`` for a separator); ``gaps[i]`` says whether
+    fixed text lies between cut ``i - 1`` and cut ``i`` (``gaps[len(cuts)]``: after the
+    last cut)."""
+    own = [lo < 0 or not all(removed[lo:hi]) for lo, hi in cuts]
+    keep = list(own)
+    for i, (lo, _) in enumerate(cuts):
+        if lo >= 0:
+            continue
+        before = any(gaps[:i + 1]) or any(own[k] and cuts[k][0] >= 0 for k in range(i))
+        after = gaps[i + 1]
+        k = i + 1
+        while not after and k < len(cuts) and cuts[k][0] >= 0:
+            after = own[k] or gaps[k + 1]
+            k += 1
+        keep[i] = before and after
+    return keep
 
 
 class Kind:
@@ -38,6 +87,7 @@ class Kind:
     (so a changed file re-tokenizes alone); others read the source's files together."""
 
     per_file = True
+    has_parts = False  # documents carry removable parts (see Document.parts)
 
     def fields(self, src: SourceConfig) -> list[str] | None:
         """Record fields this kind reads (lets table formats skip other columns)."""

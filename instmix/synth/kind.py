@@ -4,7 +4,9 @@ All files of the source are read together. Files named like augment parts
 (``part-BBBBBB-...``) are grouped by block, since a chain never leaves its block; each
 other file is a group of its own. Inside a group, chains are emitted sorted by chain id,
 entries by round, and rendered by :func:`~instmix.synth.templates.render_chain` with the
-source's ``options.template_seed`` (default 0). ``spans`` are the answers' characters.
+source's ``options.template_seed`` (default 0). ``spans`` are the answers' characters;
+``parts`` are the pairs (question, answer, their text) in chain order and ``cuts`` the
+rendered characters that go with each, so the clean stage can remove one pair.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from instmix.errors import ConfigError, InputError
 from instmix.io.readers import iter_records
-from instmix.sources.kinds import Document, Kind
+from instmix.sources.kinds import Document, Kind, Part
 
 from .pairkinds import pair_kind
 from .templates import render_chain
@@ -116,13 +118,15 @@ def iter_chains(paths: Sequence[str], *, skip_bad: bool, stats: dict
 
 class AugmentedKind(Kind):
     per_file = False
+    has_parts = True  # every pair is a Part; its rendered text and headings are Cuts
 
     def documents(self, src, paths: Sequence[str], label: str, *, skip_bad: bool,
                   stats: dict) -> Iterator[Document]:
         seed = template_seed(src)
         for chain_id, entries in iter_chains(paths, skip_bad=skip_bad, stats=stats):
             r = render_chain(entries, seed, chain_id)
-            yield Document(chain_id, r.text, r.spans, _tags(entries, r.layouts))
+            parts = tuple(Part(q, a, context) for context, pairs in entries for q, a in pairs)
+            yield Document(chain_id, r.text, r.spans, _tags(entries, r.layouts), parts, r.cuts)
 
 
 def _tags(entries, layouts) -> tuple[tuple[str, str], ...]:

@@ -10,6 +10,9 @@ A unit folder holds:
 - ``offsets.npy``: int64, ``n+1`` document boundaries into ``tokens.bin``;
 - ``ids.bin`` + ``ids_off.npy``: UTF-8 document ids, concatenated, with int64 boundaries;
 - ``mask.bin`` (only for ``loss != all``): one bool per token, True = train on it;
+- ``cuts.npy`` + ``cut_off.npy`` (only for documents with cuts, see
+  :class:`~instmix.sources.kinds.Cut`): int64 rows ``(token start, token end, parts lo,
+  parts hi)`` into ``tokens.bin``, and ``n+1`` boundaries of each document's rows;
 - ``meta.json``: counts, skipped records by reason, the tokenizer backend used.
 
 Folders are written under a temporary name and renamed when complete, so an interrupted
@@ -41,7 +44,7 @@ from .encoder import Encoder
 from .facts import TokenizerInfo
 from .framing import Encoded, encode_documents
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: documents with cuts are encoded at their ends
 
 
 def format_key(src: SourceConfig) -> dict:
@@ -108,6 +111,14 @@ class CacheUnit:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    @cached_property
+    def cuts(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(rows, per-document boundaries)`` of the documents' cuts, or None."""
+        path = os.path.join(self.folder, "cuts.npy")
+        if not os.path.exists(path):
+            return None
+        return np.load(path), np.load(os.path.join(self.folder, "cut_off.npy"))
 
 
 def _batches(docs: Iterator[Document], batch_bytes: int) -> Iterator[list[Document]]:
@@ -176,6 +187,8 @@ class UnitWriter:
         self._offsets = [np.zeros(1, dtype=np.int64)]
         self._ids = open(os.path.join(self.tmp, "ids.bin"), "wb")
         self._id_lens: list[np.ndarray] = []
+        self._cuts: list[np.ndarray] = []
+        self._cut_docs: list[np.ndarray] = []
         self.tokens = 0
         self.documents = 0
         self.loss_tokens = 0
@@ -200,6 +213,11 @@ class UnitWriter:
         else:
             self.loss_tokens += enc.tokens.size
         self._offsets.append(self.tokens + enc.offsets[1:])
+        if enc.cuts is not None and len(enc.cuts):
+            rows = enc.cuts[:, 1:].copy()
+            rows[:, :2] += self.tokens
+            self._cuts.append(rows)
+            self._cut_docs.append(self.documents + enc.cuts[:, 0])
         encoded = [d.encode("utf-8") for d in doc_ids]
         self._ids.write(b"".join(encoded))
         self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
@@ -214,6 +232,11 @@ class UnitWriter:
         id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
         np.save(os.path.join(self.tmp, "ids_off.npy"),
                 np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
+        if self._cuts:
+            np.save(os.path.join(self.tmp, "cuts.npy"), np.concatenate(self._cuts))
+            per_doc = np.bincount(np.concatenate(self._cut_docs), minlength=self.documents)
+            np.save(os.path.join(self.tmp, "cut_off.npy"),
+                    np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64))
         composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
         meta = UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())), backend,
                         self.with_mask, self.loss_tokens, composition)

@@ -32,6 +32,9 @@ class Encoded:
     tokens: np.ndarray
     offsets: np.ndarray
     mask: np.ndarray | None
+    # (k, 5) int64 per Cut of the documents: document, token start, token end (into
+    # ``tokens``), parts lo, hi (-1, -1 for a separator); None when no document has cuts
+    cuts: np.ndarray | None = None
 
     def split(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
         o = self.offsets
@@ -86,22 +89,79 @@ def add_specials(ids: np.ndarray, lengths: np.ndarray, info: TokenizerInfo,
     return Encoded(out, np.concatenate([[0], ends]).astype(np.int64), mask)
 
 
+def _split_at(pieces: list[tuple[int, int, bool]], bounds: Sequence[int]
+              ) -> list[tuple[int, int, bool]]:
+    """``pieces`` cut further at every position in ``bounds``."""
+    if not bounds:
+        return pieces
+    out = []
+    marks = sorted(set(bounds))
+    k = 0
+    for a, b, t in pieces:
+        while k < len(marks) and marks[k] <= a:
+            k += 1
+        start = a
+        while k < len(marks) and marks[k] < b:
+            out.append((start, marks[k], t))
+            start = marks[k]
+            k += 1
+        out.append((start, b, t))
+    return out
+
+
 def encode_documents(docs: Sequence[Document], encoder: Encoder, info: TokenizerInfo,
                      loss: str = "all") -> Encoded:
+    """Frame and encode a batch. Documents with cuts are encoded piece by piece at the
+    cuts' ends (like answers under ``loss: responses``), so each cut is a token range."""
     texts = [d.text for d in docs]
-    if loss != "responses":
+    with_cuts = any(d.cuts for d in docs)
+    if loss != "responses" and not with_cuts:
         ids, lengths = encoder.encode(texts)
         mask = None if loss == "all" else np.zeros(ids.size, dtype=np.bool_)
         return add_specials(ids, lengths, info, mask, eos_trains=loss == "all")
-    pieces, trains, owner = [], [], []
+    pieces, trains, owner, starts = [], [], [], []
     for i, doc in enumerate(docs):
-        spans = doc.spans if doc.spans is not None else [(0, len(doc.text))]
-        for a, b, t in _cut_points(doc.text, spans):
+        if loss == "responses":
+            spans = doc.spans if doc.spans is not None else [(0, len(doc.text))]
+            cut = _cut_points(doc.text, spans)
+        else:
+            cut = [(0, len(doc.text), loss == "all")] if doc.text else []
+        bounds = [x for c in doc.cuts for x in (c.start, c.end)]
+        for a, b, t in _split_at(cut, bounds):
             pieces.append(doc.text[a:b])
             trains.append(t)
             owner.append(i)
+            starts.append(a)
     ids, piece_len = encoder.encode(pieces)
-    lengths = np.bincount(np.asarray(owner, dtype=np.int64), weights=piece_len,
-                          minlength=len(docs)).astype(np.int64)
-    body_mask = np.repeat(np.asarray(trains, dtype=np.bool_), piece_len)
-    return add_specials(ids, lengths, info, body_mask, eos_trains=True)
+    owners = np.asarray(owner, dtype=np.int64)
+    lengths = np.bincount(owners, weights=piece_len, minlength=len(docs)).astype(np.int64)
+    body_mask = None
+    if loss != "all":
+        body_mask = np.repeat(np.asarray(trains, dtype=np.bool_), piece_len)
+    enc = add_specials(ids, lengths, info, body_mask, eos_trains=loss != "none")
+    if with_cuts:
+        enc.cuts = _cut_tokens(docs, enc, info, owners, np.asarray(starts), piece_len)
+    return enc
+
+
+def _cut_tokens(docs, enc: Encoded, info: TokenizerInfo, owners, starts, piece_len
+                ) -> np.ndarray:
+    """Token ranges of every cut (its ends are piece starts, or the document's end)."""
+    rows = []
+    piece_tok = np.cumsum(piece_len) - piece_len  # token start of each piece, in ids
+    doc_first = np.searchsorted(owners, np.arange(len(docs)))
+    doc_tok0 = np.cumsum(np.bincount(owners, weights=piece_len, minlength=len(docs)))
+    for i, doc in enumerate(docs):
+        if not doc.cuts:
+            continue
+        lo, hi = doc_first[i], (doc_first[i + 1] if i + 1 < len(docs) else len(owners))
+        where = {int(starts[k]): int(piece_tok[k] - (doc_tok0[i - 1] if i else 0))
+                 for k in range(lo, hi)}
+        end = int(doc_tok0[i] - (doc_tok0[i - 1] if i else 0))
+        base = int(enc.offsets[i]) + int(info.add_bos)
+        for c in doc.cuts:
+            a = where[c.start]
+            b = where.get(c.end, end) if c.end < len(doc.text) else end
+            plo, phi = c.parts if c.parts is not None else (-1, -1)
+            rows.append((i, base + a, base + b, plo, phi))
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 5)

@@ -6,7 +6,9 @@ drawn from a ``random.Random`` seeded by sha256 of (seed, chain id): every choic
 function of those two. An entry without pairs is its text alone. Entries and blocks are
 joined by a blank line; nothing empty is ever emitted and no input is modified.
 
-The result carries the character spans of every rendered answer.
+The result carries the character spans of every rendered answer, and the cuts that let the
+clean stage leave a pair out without re-tokenizing: each pair's own text, the entry
+headings that go with its last pair, and the separators between them.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from instmix.sources.kinds import Cut
 from instmix.synth.pairkinds import split_options, split_reasoning, strip_cot_trigger
 
 from . import bank
 
-Piece = tuple[str, bool]  # (text, is it answer text)
+GLUE = "glue"
+# (text, is it answer text, owner): owner None is fixed text, (lo, hi) the text of the
+# entry's pairs lo..hi-1 (kept while one of them is), GLUE a separator (see Cut)
+Piece = tuple[str, bool, object]
 Block = list[Piece]
 SEP = "\n\n"
 
@@ -30,6 +36,7 @@ class Rendered:
     text: str
     spans: tuple[tuple[int, int], ...]
     layouts: tuple[str, ...]
+    cuts: tuple[Cut, ...] = ()  # what goes with which pair (numbered in chain order)
 
 
 @dataclass(frozen=True)
@@ -119,22 +126,27 @@ def surface(question: str, answer: str, style: Style, rng: random.Random) -> tup
 
 def _text_block(rng: random.Random, context: str, opener_p: float = 0.5) -> Block:
     if rng.random() < opener_p:
-        return [(rng.choice(bank.OPENERS) + "\n", False), (context, False)]
-    return [(context, False)]
+        return [(rng.choice(bank.OPENERS) + "\n", False, None), (context, False, None)]
+    return [(context, False, None)]
 
 
-def _qa_pieces(qp: str, ap: str, joiner: str, q: str, a: str) -> Block:
+def _qa_pieces(qp: str, ap: str, joiner: str, q: str, a: str, i: int) -> Block:
     joiner = "\n" if "\n" in q else joiner  # a multi-line question ends its line
-    return [(f"{qp}{q}{joiner}{ap}", False), (a, True)]
+    return [(f"{qp}{q}{joiner}{ap}", False, (i, i + 1)), (a, True, (i, i + 1))]
 
 
 def _joined(items: Sequence[Block], sep: str) -> Block:
+    """Items with a separator between them (a GLUE piece)."""
     out: Block = []
     for i, item in enumerate(items):
         if i:
-            out.append((sep, False))
+            out.append((sep, False, GLUE))
         out.extend(item)
     return out
+
+
+def _head(text: str, owner: tuple[int, int]) -> Block:
+    return [(text, False, owner)]
 
 
 def _qa_style(rng: random.Random) -> tuple[str, str, str, str]:
@@ -147,41 +159,45 @@ def _qa_style(rng: random.Random) -> tuple[str, str, str, str]:
 def classic(rng, context, pairs) -> list[Block]:
     blocks = [_text_block(rng, context)]
     if rng.random() < 0.6:
-        blocks.append([(rng.choice(bank.LEAD_INS), False)])
+        blocks.append(_head(rng.choice(bank.LEAD_INS), (0, len(pairs))))
     qp, ap, joiner, sep = _qa_style(rng)
-    blocks.append(_joined([_qa_pieces(qp, ap, joiner, q, a) for q, a in pairs], sep))
+    blocks.append(_joined([_qa_pieces(qp, ap, joiner, q, a, i)
+                           for i, (q, a) in enumerate(pairs)], sep))
     return blocks
 
 
 def _numbered(rng, pairs, fmt_q: str, fmt_a: str) -> tuple[Block, Block]:
-    qs = _joined([[(fmt_q.format(n=i + 1) + q, False)] for i, (q, _) in enumerate(pairs)], "\n")
-    ans = _joined([[(fmt_a.format(n=i + 1), False), (a, True)] for i, (_, a) in
-                   enumerate(pairs)], "\n")
+    qs = _joined([[(fmt_q.format(n=i + 1) + q, False, (i, i + 1))]
+                  for i, (q, _) in enumerate(pairs)], "\n")
+    ans = _joined([[(fmt_a.format(n=i + 1), False, (i, i + 1)), (a, True, (i, i + 1))]
+                   for i, (_, a) in enumerate(pairs)], "\n")
     return qs, ans
 
 
 def numbered(rng, context, pairs) -> list[Block]:
     fq, fa = rng.choice(bank.NUMBERINGS)
     qs, ans = _numbered(rng, pairs, fq, fa)
-    return [_text_block(rng, context), [(rng.choice(bank.QUESTION_HEADERS), False)], qs,
-            [(rng.choice(bank.ANSWER_HEADERS), False)], ans]
+    every = (0, len(pairs))
+    return [_text_block(rng, context), _head(rng.choice(bank.QUESTION_HEADERS), every), qs,
+            _head(rng.choice(bank.ANSWER_HEADERS), every), ans]
 
 
 def inverted(rng, context, pairs) -> list[Block]:
     fq, fa = rng.choice(bank.NUMBERINGS)
     qs, ans = _numbered(rng, pairs, fq, fa)
-    return [[(rng.choice(bank.INVERTED_INTROS), False)], qs,
-            [(rng.choice(bank.INVERTED_BRIDGES) + "\n", False), (context, False)],
-            [(rng.choice(bank.ANSWER_HEADERS), False)], ans]
+    every = (0, len(pairs))
+    return [_head(rng.choice(bank.INVERTED_INTROS), every), qs,
+            [(rng.choice(bank.INVERTED_BRIDGES) + "\n", False, every), (context, False, None)],
+            _head(rng.choice(bank.ANSWER_HEADERS), every), ans]
 
 
 def dialog(rng, context, pairs) -> list[Block]:
     asker, answerer = rng.choice(bank.SPEAKERS)
     blocks = [_text_block(rng, context)]
     if rng.random() < 0.5:
-        blocks.append([(rng.choice(bank.DIALOG_INTROS), False)])
-    blocks.append(_joined([[(f"{asker}: {q}\n{answerer}: ", False), (a, True)]
-                           for q, a in pairs], "\n"))
+        blocks.append(_head(rng.choice(bank.DIALOG_INTROS), (0, len(pairs))))
+    blocks.append(_joined([[(f"{asker}: {q}\n{answerer}: ", False, (i, i + 1)),
+                            (a, True, (i, i + 1))] for i, (q, a) in enumerate(pairs)], "\n"))
     return blocks
 
 
@@ -189,10 +205,10 @@ def next_turn(rng, context, pairs) -> list[Block]:
     asker, answerer = rng.choice(bank.SPEAKERS)
     intro = rng.choice(bank.NEXT_TURN_INTROS)
     (q0, a0), rest = pairs[0], pairs[1:]
-    turns: Block = [(f"{asker}: {intro}\n", False), (context, False),
-                    (f"\n\n{q0}\n{answerer}: ", False), (a0, True)]
-    for q, a in rest:
-        turns += [(f"\n{asker}: {q}\n{answerer}: ", False), (a, True)]
+    turns: Block = [(f"{asker}: {intro}\n", False, (0, len(pairs))), (context, False, None),
+                    (f"\n\n{q0}\n{answerer}: ", False, (0, 1)), (a0, True, (0, 1))]
+    for i, (q, a) in enumerate(rest, 1):
+        turns += [(f"\n{asker}: {q}\n{answerer}: ", False, (i, i + 1)), (a, True, (i, i + 1))]
     return [turns]
 
 
@@ -200,10 +216,13 @@ def fewshot(rng, context, pairs) -> list[Block]:
     if len(pairs) < 2:
         return classic(rng, context, pairs)
     qp, ap, joiner, sep = _qa_style(rng)
-    examples = _joined([_qa_pieces(qp, ap, joiner, q, a) for q, a in pairs[:-1]], sep)
+    last = len(pairs) - 1
+    examples = _joined([_qa_pieces(qp, ap, joiner, q, a, i)
+                        for i, (q, a) in enumerate(pairs[:-1])], sep)
     q, a = pairs[-1]
-    return [_text_block(rng, context), [(rng.choice(bank.FEWSHOT_INTROS), False)], examples,
-            [(rng.choice(bank.FEWSHOT_LASTS), False)], _qa_pieces(qp, ap, joiner, q, a)]
+    return [_text_block(rng, context), _head(rng.choice(bank.FEWSHOT_INTROS), (0, last)),
+            examples, _head(rng.choice(bank.FEWSHOT_LASTS), (last, last + 1)),
+            _qa_pieces(qp, ap, joiner, q, a, last)]
 
 
 LAYOUTS = {"classic": classic, "inverted": inverted, "dialog": dialog, "numbered": numbered,
@@ -223,23 +242,34 @@ def render_chain(entries: Sequence[tuple[str, Sequence[tuple[str, str]]]], seed:
     rng = chain_rng(seed, chain_id)
     blocks: list[Block] = []
     layouts = []
+    first = 0  # number of the entry's first pair in the chain
     for context, pairs in entries:
         if not pairs:
-            blocks.append([(context, False)])
+            blocks.append([(context, False, None)])
             layouts.append("raw")
             continue
         style = pick_style(rng)
         layout = choose_layout(rng, len(pairs))
         shown = [surface(q, a, style, rng) for q, a in pairs]
-        blocks.extend(LAYOUTS[layout](rng, context, shown))
+        for block in LAYOUTS[layout](rng, context, shown):
+            blocks.append([(t, ans, (first + o[0], first + o[1]) if isinstance(o, tuple) else o)
+                           for t, ans, o in block])
         layouts.append(layout)
+        first += len(pairs)
     pieces = _joined(blocks, SEP)
-    parts, spans, pos = [], [], 0
-    for text, is_answer in pieces:
+    parts, spans, cuts, pos = [], [], [], 0
+    for text, is_answer, owner in pieces:
         if not text:
             continue
         if is_answer:
             spans.append((pos, pos + len(text)))
+        if owner is not None:
+            tag = None if owner == GLUE else owner
+            if cuts and cuts[-1][1] == pos and cuts[-1][2] == tag:
+                cuts[-1] = (cuts[-1][0], pos + len(text), tag)
+            else:
+                cuts.append((pos, pos + len(text), tag))
         parts.append(text)
         pos += len(text)
-    return Rendered("".join(parts), tuple(spans), tuple(layouts))
+    return Rendered("".join(parts), tuple(spans), tuple(layouts),
+                    tuple(Cut(a, b, t) for a, b, t in cuts))
