@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from instmix.clean.decontam import EvalIndex, fingerprint
-from instmix.clean.filters import PairFilters, pair_reasons, rouge_l
+from instmix.clean.decontam import fingerprint
+from instmix.clean.filters import pair_reasons, rouge_l
 from instmix.clean.minhash import MinHasher
 from instmix.clean.signatures import UnitSignatures, Wanted, compute, missing
 from instmix.clean.stage import CONTAMINATED, DUPLICATE, KEPT, NEAR, find_removals
 from instmix.clean.text import concat, word_hashes, words
+from instmix.config import PairFilters
 from instmix.sources.kinds import Document
 
 
@@ -128,14 +129,13 @@ def test_decontamination_finds_eval_spans_and_names_the_record(tmp_path, passage
     questions = prose(passages, range(60, 86), 5)
     records = [{"question": q, "answers": {"text": ["short answer"]}} for q in questions]
     evals.write_text("".join(json.dumps(r) + "\n" for r in records))
-    index = EvalIndex.load([str(evals)], 13)
     fp = fingerprint([str(evals)], 13)
     carrying = []
     for k in range(5):
         span = " ".join(questions[k].split()[5:25])  # 20 words of an eval question
         carrying.append(passages[k] + " " + span + " " + passages[k + 5])
     clean_docs = passages[20:40] + ["a document that mentions the short answer only"]
-    wanted = Wanted(evals=(fp, lambda: index))
+    wanted = Wanted(evals=(fp, (str(evals),), 13))
     u = _unit(tmp_path, "u", _docs(carrying + clean_docs), wanted)
     out = find_removals(0, ["s"], [[u]], exact=False, near_threshold=None,
                         decontaminate=True)[0]

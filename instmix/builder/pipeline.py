@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from instmix.tokenize.cache import CacheUnit, build_unit, format_key, unit_key
 from instmix.tokenize.encoder import Encoder
 from instmix.tokenize.facts import TokenizerInfo, load_tokenizer_info
 
+from . import cleaning
+
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -32,11 +35,17 @@ class SourcePool:
     config: SourceConfig
     units: list[CacheUnit]
     files: int
+    inputs: list = field(default_factory=list)  # (paths, label) of each unit
     lengths: np.ndarray = field(init=False)
     loss_lengths: np.ndarray = field(init=False)
     unit_starts: np.ndarray = field(init=False)
     skipped: dict = field(init=False)
     composition: dict = field(init=False)
+    # after the clean stage (see instmix.builder.cleaning): the documents kept (indices into
+    # the units' documents), token ranges of documents that lost parts, removal counts
+    index: np.ndarray | None = field(init=False, default=None)
+    splices: dict = field(init=False, default_factory=dict)
+    removed: dict | None = field(init=False, default=None)
 
     def __post_init__(self):
         self.lengths = np.concatenate([u.lengths for u in self.units]).astype(np.int64)
@@ -66,10 +75,22 @@ class SourcePool:
     def documents(self) -> int:
         return len(self.lengths)
 
+    @property
+    def documents_total(self) -> int:
+        """Documents in the units, before any removal."""
+        return int(self.unit_starts[-1])
+
     def locate(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Global document indices -> (unit number, index inside the unit)."""
+        """Document indices (of the kept documents) -> (unit number, index in the unit)."""
+        if self.index is not None:
+            index = self.index[index]
         unit = np.searchsorted(self.unit_starts, index, side="right") - 1
         return unit, index - self.unit_starts[unit]
+
+    def doc_id(self, i: int) -> str:
+        """Id of document ``i`` of the units (before removal)."""
+        unit = int(np.searchsorted(self.unit_starts, i, side="right") - 1)
+        return self.units[unit].doc_id(int(i - self.unit_starts[unit]))
 
 
 def _loss_lengths(unit: CacheUnit) -> np.ndarray:
@@ -106,7 +127,7 @@ def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
                                     progress=bar.update if bar else None))
         if bar:
             bar.close()
-        pools.append(SourcePool(src, opened, sum(len(p) for p, _ in plan)))
+        pools.append(SourcePool(src, opened, sum(len(p) for p, _ in plan), list(plan)))
     return pools
 
 
@@ -157,12 +178,20 @@ def _write_docs(writer: ShardWriter, pools, located, names, sources, positions, 
     done = 0
     for s, j in zip(sources, positions):
         unit_no, local = located[s]
-        unit = pools[s].units[unit_no[j]]
+        pool = pools[s]
+        unit = pool.units[unit_no[j]]
         i = int(local[j])
         a, b = int(unit.offsets[i]), int(unit.offsets[i + 1])
-        mask = unit.mask[a:b] if unit.mask is not None else None
-        writer.add(unit.tokens[a:b], mask, unit.doc_id(i), names[s])
-        done += b - a
+        ranges = pool.splices.get(int(pool.unit_starts[unit_no[j]]) + i) if pool.splices else None
+        if ranges is None:
+            tokens = unit.tokens[a:b]
+            mask = unit.mask[a:b] if unit.mask is not None else None
+        else:  # parts removed by the clean stage: the kept token ranges, joined
+            tokens = np.concatenate([unit.tokens[x:y] for x, y in ranges])
+            mask = (np.concatenate([unit.mask[x:y] for x, y in ranges])
+                    if unit.mask is not None else None)
+        writer.add(tokens, mask, unit.doc_id(i), names[s])
+        done += len(tokens)
         if done >= 1 << 20:
             bar.update(done)
             done = 0
@@ -188,6 +217,8 @@ def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list
             "loss": pool.config.loss, "files": pool.files, "skipped": pool.skipped,
             "composition": pool.composition,
         })
+        if pool.removed is not None:
+            rows[-1]["removed"] = pool.removed
     return rows
 
 
@@ -197,6 +228,18 @@ class Tokenized:
 
     info: TokenizerInfo
     pools: list[SourcePool]
+    cleaned: dict = field(default_factory=dict)  # clean settings -> (removals, listing)
+
+    def removals(self, cfg: BuildConfig, pools: list[SourcePool], progress: Progress,
+                 workers: int) -> tuple:
+        """What the clean stage removes under ``cfg``'s settings (computed once per
+        settings: a sweep over ratios cleans once)."""
+        key = (cfg.seed, cfg.dedup, cfg.decontaminate, cfg.skip_bad_records,
+               tuple(s.filters for s in cfg.sources))
+        if key not in self.cleaned:
+            found = cleaning.find(cfg, pools, progress, workers)
+            self.cleaned[key] = (found, cleaning.listing(pools, found))
+        return self.cleaned[key]
 
 
 def tokenize(cfg: BuildConfig, progress: Progress | None = None) -> Tokenized:
@@ -208,11 +251,12 @@ def tokenize(cfg: BuildConfig, progress: Progress | None = None) -> Tokenized:
 
 
 def build(cfg: BuildConfig, *, progress: Progress | None = None,
-          tokenized: Tokenized | None = None) -> dict:
+          tokenized: Tokenized | None = None, workers: int | None = None) -> dict:
     """Run the whole build; returns the manifest written to ``cfg.output``.
 
     ``tokenized`` (from :func:`tokenize` on a config with the same sources) skips straight
-    to planning: a sweep tokenizes once and builds many mixtures from it.
+    to planning: a sweep tokenizes once and builds many mixtures from it. ``workers``:
+    processes for the clean stage's signatures (default: one per CPU).
     """
     progress = progress or Progress(enabled=False)
     check_replaceable(cfg.output)
@@ -220,12 +264,22 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
         tokenized = tokenize(cfg, progress)
     info = tokenized.info
     pools = [_with_config(p, s) for p, s in zip(tokenized.pools, cfg.sources)]
+    listing = None
+    if cleaning.enabled(cfg):
+        found, listing = tokenized.removals(cfg, pools, progress, workers or os.cpu_count() or 1)
+        pools = [cleaning.cleaned_pool(p, r, info.add_bos) for p, r in zip(pools, found)]
     plans, draws, src, pos = plan_mixture(cfg, pools)
     clean_stale(cfg.output)
     stage = make_temp_dir(cfg.output)
     try:
         shards = write_shards(stage, cfg, info, pools, draws, src, pos, progress)
         shutil.copyfile(info.path, os.path.join(stage, TOKENIZER_FILE))
+        removed_index = None
+        if listing is not None:
+            data = cleaning.dump_listing(listing)
+            write_atomic(os.path.join(stage, cleaning.REMOVED_FILE), data)
+            removed_index = {"path": cleaning.REMOVED_FILE, "records": len(listing),
+                             "sha256": hashlib.sha256(data).hexdigest()}
         total = sum(s.tokens for s in shards)
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -241,6 +295,8 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
             "sources": source_summary(pools, plans, draws, total),
             "shards": [s.manifest_dict() for s in shards],
         }
+        if removed_index is not None:
+            manifest["removed_index"] = removed_index
         write_atomic(os.path.join(stage, MANIFEST), dump_manifest(manifest))  # written last
         swap_dir(stage, cfg.output, check=check_replaceable)
     except BaseException:

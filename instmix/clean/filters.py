@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from instmix.config import PairFilters
 
 from .text import words
 
@@ -38,22 +39,6 @@ do does did done has have had having i you he she we they me him her us them my 
 their what which who whom whose when where why how not no yes true false there here can could
 will would shall should may might must also just only very more most such any all some each
 """.split())
-
-
-@dataclass(frozen=True)
-class PairFilters:
-    """Per-source filter settings; ``None`` turns a filter off."""
-
-    grounded: float | None = 0.2
-    question_words: tuple[int, int | None] | None = (4, 150)
-    answer_words: tuple[int, int | None] | None = (1, None)
-    repeated_ngrams: bool = True
-    duplicate_questions: float | None = 0.7
-
-    def key(self) -> dict:
-        return {"grounded": self.grounded, "question_words": self.question_words,
-                "answer_words": self.answer_words, "repeated_ngrams": self.repeated_ngrams,
-                "duplicate_questions": self.duplicate_questions}
 
 
 def _within(n: int, bounds) -> bool:

@@ -24,11 +24,14 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from instmix.config import PairFilters
+
 from .decontam import EvalIndex
-from .filters import PairFilters, pair_reasons
+from .filters import pair_reasons
 from .minhash import MinHasher
 from .text import concat, exact_key, word_hashes, words
 
@@ -43,8 +46,14 @@ class Wanted:
     """What a build needs of every unit (``None``: not needed)."""
 
     near: MinHasher | None = None
-    evals: tuple[str, Callable[[], EvalIndex]] | None = None  # (fingerprint, loader)
+    evals: tuple[str, tuple[str, ...], int] | None = None  # (fingerprint, files, ngram)
     filters: PairFilters | None = None
+
+
+@lru_cache(maxsize=2)
+def eval_index(paths: tuple[str, ...], ngram: int) -> EvalIndex:
+    """The eval n-gram table, loaded once per process."""
+    return EvalIndex.load(paths, ngram)
 
 
 def filters_key(spec: PairFilters) -> str:
@@ -146,7 +155,7 @@ def compute(folder: str, docs: Iterable, documents: int, wanted: Wanted, with_pa
     part_hits: list[np.ndarray] = []
     reasons: list[int] = []
     labels: dict[str, int] = {}
-    index = wanted.evals[1]() if "contam" in todo else None
+    index = eval_index(*wanted.evals[1:]) if "contam" in todo else None
     sig = tmp_sig = None
     if "minhash" in todo:
         fd, tmp_sig = tempfile.mkstemp(prefix=".minhash.", suffix=".tmp", dir=folder)
@@ -194,7 +203,7 @@ def compute(folder: str, docs: Iterable, documents: int, wanted: Wanted, with_pa
                 p, doc_hit=doc_hit, part_hit=hits, labels=np.array(list(labels), dtype=str)))
         if "filters" in todo:
             _save(folder, names["filters"],
-                  lambda p: np.save(p, np.asarray(reasons, dtype=np.int8)))
+                  lambda p: _npy(p, np.asarray(reasons, dtype=np.int8)))
         if sig is not None:
             sig.flush()
             del sig
@@ -203,6 +212,11 @@ def compute(folder: str, docs: Iterable, documents: int, wanted: Wanted, with_pa
     finally:
         if tmp_sig is not None and os.path.exists(tmp_sig):
             os.remove(tmp_sig)
+
+
+def _npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to a path
+        np.save(f, array)
 
 
 def _savez(path: str, **arrays) -> None:

@@ -1,5 +1,6 @@
 """Configuration: frozen dataclass schemas, the validators they share, and YAML loading."""
 
+from .clean import Decontaminate, Dedup, NearDedup, PairFilters
 from .schema import (
     BuildConfig,
     SourceConfig,
@@ -9,5 +10,5 @@ from .schema import (
     read_config,
 )
 
-__all__ = ["BuildConfig", "SourceConfig", "TokenizerSpec", "load_config", "parse_sources",
+__all__ = ["BuildConfig", "Decontaminate", "Dedup", "NearDedup", "PairFilters", "SourceConfig", "TokenizerSpec", "load_config", "parse_sources",
            "read_config"]

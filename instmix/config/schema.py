@@ -16,8 +16,16 @@ from typing import Any
 import yaml
 
 from instmix.errors import ConfigError
-from instmix.sources.registry import known_kinds
+from instmix.sources.registry import get_kind, known_kinds
 
+from .clean import (
+    Decontaminate,
+    Dedup,
+    PairFilters,
+    parse_decontaminate,
+    parse_dedup,
+    parse_filters,
+)
 from .validate import check_keys, choice, number, resolve_path, string
 
 DEFAULT_SHARD_TOKENS = 1 << 28  # 256 Mi tokens: 512 MiB as uint16, 1 GiB as uint32
@@ -88,6 +96,7 @@ class SourceConfig:
     txt_unit: str = "file"
     loss: str = "all"
     options: Mapping[str, Any] = field(default_factory=dict)
+    filters: PairFilters | None = None  # for sources whose documents have parts (augmented)
 
     @property
     def weight(self) -> Fraction:
@@ -121,6 +130,10 @@ class SourceConfig:
         if value.get("loss") == "responses" and kind == "text":
             raise ConfigError(where, key + ".loss", "kind text has no responses to train on "
                               "(use all or none, or kind openorca/augmented)")
+        filters = None
+        if value.get("filters") not in (None, False):
+            filters = parse_filters(where, key + ".filters", value["filters"],
+                                    get_kind(kind).has_parts, kind)
         return cls(
             name=name,
             paths=paths,
@@ -137,6 +150,7 @@ class SourceConfig:
             txt_unit=choice(where, key + ".txt_unit", value.get("txt_unit", "file"), TXT_UNITS),
             loss=choice(where, key + ".loss", value.get("loss", "all"), LOSS_MODES),
             options=dict(options),
+            filters=filters,
         )
 
 
@@ -156,6 +170,8 @@ class BuildConfig:
     ratio_by: str = "tokens"
     layout: str = "interleaved"
     batch_bytes: int = 8 << 20
+    dedup: Dedup | None = None
+    decontaminate: Decontaminate | None = None
     where: str = "<dict>"
 
     def __post_init__(self):
@@ -252,5 +268,7 @@ def load_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = N
         layout=choice(where, "layout", data.get("layout", "interleaved"), LAYOUTS),
         batch_bytes=number(where, "batch_bytes", data.get("batch_bytes", 8 << 20), minimum=1,
                             integer=True),
+        dedup=parse_dedup(where, data.get("dedup")),
+        decontaminate=parse_decontaminate(where, data.get("decontaminate"), base),
         where=where,
     )
