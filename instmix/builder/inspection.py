@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from tokenizers import Tokenizer
@@ -28,3 +29,26 @@ def decoded_documents(m: Manifest, limit: int, source: str | None = None) -> Ite
             shown += 1
             if shown >= limit:
                 return
+
+
+def removed_lines(m: Manifest, source: str | None = None) -> Iterator[str]:
+    """The clean stage's listing (``removed.jsonl``), one line per removed document or
+    pair: ``source id [pair N] reason -> match``."""
+    index = m.data.get("removed_index")
+    if index is None:
+        yield "(nothing removed: the build has no dedup, decontaminate or filters)"
+        return
+    yield f"\nremoved ({index['records']:,} records):"
+    with open(m.path(index["path"]), encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if source is not None and r["source"] != source:
+                continue
+            what = f"{r['source']} {r['id']}" + (f" pair {r['pair']}" if "pair" in r else "")
+            if "match" in r:
+                jac = f" (Jaccard {r['jaccard']:.2f})" if "jaccard" in r else ""
+                yield f"{what}  {r['reason']} of {r['match']['source']} {r['match']['id']}{jac}"
+            elif "eval" in r:
+                yield f"{what}  {r['reason']}: eval record {r['eval']}"
+            else:
+                yield f"{what}  {r['reason']}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from instmix.builder.inspection import decoded_documents
+from instmix.builder.inspection import decoded_documents, removed_lines
 from instmix.builder.summary import print_summary
 from instmix.format.manifest import load_manifest
 
@@ -13,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("-n", "--docs", type=int, default=3, help="documents to decode (default 3)")
     p.add_argument("--source", help="only documents of this source")
     p.add_argument("--no-summary", action="store_true", help="only the documents")
+    p.add_argument("--removed", action="store_true",
+                   help="list what the clean stage removed: reason and the matching "
+                        "document or eval record")
     p.add_argument("--chars", type=int, default=400,
                    help="show at most this many characters per document (0: all)")
     p.set_defaults(func=run)
@@ -22,6 +25,10 @@ def run(args) -> int:
     m = load_manifest(args.build)
     if not args.no_summary:
         print_summary(m.data, title=m.root)
+    if args.removed:
+        for line in removed_lines(m, args.source):
+            print(line)
+        return 0
     for doc in decoded_documents(m, args.docs, args.source):
         text = doc["text"]
         if args.chars and len(text) > args.chars:

@@ -98,6 +98,13 @@ def verify(root: str) -> dict:
     if total_tokens != m["total_tokens"]:
         raise VerifyError(f"shards hold {total_tokens:,} tokens; manifest total_tokens is "
                           f"{m['total_tokens']:,}")
+    removed = m.data.get("removed_index")
+    if removed is not None:
+        path = m.path(removed["path"])
+        if not os.path.isfile(path):
+            raise VerifyError(f"{removed['path']}: missing (the clean stage's listing)")
+        if sha256_file(path) != removed["sha256"]:
+            raise VerifyError(f"{removed['path']}: sha256 differs from the manifest")
     return {"shards": len(m.shards), "documents": total_docs, "tokens": total_tokens}
 
 

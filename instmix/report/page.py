@@ -187,6 +187,33 @@ def inputs_table(builds: list[BuildData], colors: dict[str, str]) -> str:
     return _table(head, rows)
 
 
+def removed_table(builds: list[BuildData], colors: dict[str, str]) -> str | None:
+    """What the clean stage removed per source: documents by reason, pairs by filter."""
+    if not any("removed" in s for b in builds for s in b.sources):
+        return None
+    many = len(builds) > 1
+    head = (["build"] if many else []) + ["source", ("duplicate", ""), ("near duplicate", ""),
+                                          ("contaminated", ""), ("pairs removed", ""),
+                                          "pairs by reason"]
+    rows = []
+    for b in builds:
+        for s in b.sources:
+            r = s.get("removed")
+            if r is None:
+                continue
+            filtered = r.get("filtered") or {}
+            rows.append(_row({"build": b.label, "source": s["name"]}, [
+                *([_txt(b.label)] if many else []),
+                _txt(s["name"], "name", html=_swatch(s["name"], colors)),
+                _num(r.get("duplicate", 0), field="duplicate"),
+                _num(r.get("near_duplicate", 0), field="near_duplicate"),
+                _num(r.get("contaminated", 0), field="contaminated"),
+                _num(sum(filtered.values()), field="pairs_removed"),
+                _txt(_raw(filtered), "pairs_by_reason", "wrap", html=_dist(filtered)),
+            ]))
+    return _table(head, rows)
+
+
 def _dist(values: dict, order: list[str] = ()) -> str:
     keys = [k for k in order if k in values] + [k for k in values if k not in order]
     return " · ".join(f"{escape(str(k))}: {values[k]:,}" for k in keys)
@@ -326,6 +353,13 @@ def render(builds: list[BuildData], charts: list[Chart], title: str | None = Non
             parts.append(f"<h3>{escape(b.label)}</h3>")
         parts.append(sources_table(b, colors, loss_cols))
     parts += ['<h3 id="inputs">Inputs</h3>', inputs_table(builds, colors)]
+    removed = removed_table(builds, colors)
+    if removed is not None:
+        parts += ['<h3 id="removed">Removed by the clean stage</h3>',
+                  '<p class="note">Documents removed as exact or near duplicates (across '
+                  "sources) or as sharing an n-gram with the eval sets, and synthesized pairs "
+                  "cut from the chains that stay, by reason (instmix inspect BUILD --removed "
+                  "lists them with their match).</p>", removed]
     if augmented_names(builds):
         parts += ['<h2 id="augmented">Augmented sources</h2>',
                   '<p class="note">Composition of each augmented source as tokenized (all of '
