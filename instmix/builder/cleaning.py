@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from instmix.clean.decontam import fingerprint
-from instmix.clean.minhash import MinHasher
+from instmix.clean.minhash import MinHasher, cached_params
 from instmix.clean.signatures import UnitSignatures, Wanted, compute, missing
 from instmix.clean.stage import DOC_REASONS, KEPT, SourceRemoval, find_removals
 from instmix.config import BuildConfig, SourceConfig
@@ -44,8 +44,15 @@ def wanted(cfg: BuildConfig, src: SourceConfig) -> Wanted:
     if cfg.decontaminate:
         d = cfg.decontaminate
         evals = (fingerprint(d.paths, d.ngram), d.paths, d.ngram)
-    return Wanted(near=MinHasher(near.num_perm, near.ngram) if near else None, evals=evals,
-                  filters=src.filters)
+    hasher = None
+    if near:
+        params, _ = cached_params(params_folder(cfg), near.num_perm, 1, near.threshold)
+        hasher = MinHasher(near.num_perm, near.ngram, params=params)
+    return Wanted(near=hasher, evals=evals, filters=src.filters)
+
+
+def params_folder(cfg: BuildConfig) -> str:
+    return os.path.join(cfg.resolved_cache_dir, "clean", "params")
 
 
 def facts_folder(cfg: BuildConfig, unit: CacheUnit) -> str:
@@ -110,10 +117,12 @@ def unit_facts(cfg: BuildConfig, pools, progress: Progress, workers: int = 1
 def find(cfg: BuildConfig, pools, progress: Progress, workers: int = 1) -> list[SourceRemoval]:
     facts = unit_facts(cfg, pools, progress, workers)
     near = cfg.dedup.near if cfg.dedup else None
+    bands = cached_params(params_folder(cfg), near.num_perm, 1, near.threshold)[1] if near \
+        else None
     return find_removals(cfg.seed, [p.config.name for p in pools], facts,
                          exact=bool(cfg.dedup and cfg.dedup.exact),
                          near_threshold=near.threshold if near else None,
-                         decontaminate=cfg.decontaminate is not None)
+                         decontaminate=cfg.decontaminate is not None, bands=bands)
 
 
 def kept_ranges(unit: CacheUnit, i: int, removed: np.ndarray, add_bos: bool

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from ..io.readers import iter_records
 from .text import concat, ngram_hashes, word_hashes, words
 
 VERSION = 1
+_BITS = 24
 
 
 def _strings(value) -> Iterator[str]:
@@ -53,6 +55,13 @@ class EvalIndex:
     record: np.ndarray   # int32, index into ``labels``
     labels: list[str]    # "path:position" of each record that has n-grams
 
+    @cached_property
+    def _bitmap(self) -> np.ndarray:
+        """A 2**24-slot presence filter over the low bits of the hashes (a quick no)."""
+        bits = np.zeros(1 << _BITS, dtype=bool)
+        bits[self.hashes & np.uint64((1 << _BITS) - 1)] = True
+        return bits
+
     @classmethod
     def load(cls, paths: Sequence[str], ngram: int) -> EvalIndex:
         grams, owners, labels = [], [], []
@@ -82,10 +91,12 @@ class EvalIndex:
         grams, counts = ngram_hashes(hashes, offsets, self.ngram)
         if not grams.size or not self.hashes.size:
             return out
-        at = np.minimum(np.searchsorted(self.hashes, grams), len(self.hashes) - 1)
-        hit = np.flatnonzero(self.hashes[at] == grams)
+        maybe = np.flatnonzero(self._bitmap[grams & np.uint64((1 << _BITS) - 1)])
+        at = np.minimum(np.searchsorted(self.hashes, grams[maybe]), len(self.hashes) - 1)
+        hit = maybe[self.hashes[at] == grams[maybe]]
+        at = at[self.hashes[at] == grams[maybe]]
         if hit.size:
             owner = np.repeat(np.arange(n), counts)[hit]
             seg, first = np.unique(owner, return_index=True)
-            out[seg] = self.record[at[hit[first]]]
+            out[seg] = self.record[at[first]]
         return out

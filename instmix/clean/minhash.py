@@ -14,7 +14,10 @@ signature (all values at the maximum) and is never a near duplicate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -35,12 +38,17 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MinHasher:
+    """``params``: datasketch's permutations when already known (see :func:`cached_params`)."""
+
     num_perm: int = 128
     ngram: int = 5
     seed: int = 1
+    params: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def permutations(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.params is not None:
+            return self.params[0], self.params[1]
         from datasketch import MinHash  # optional dependency (instmix[clean]); near dedup only
 
         a, b = MinHash(num_perm=self.num_perm, seed=self.seed, scheme="affine32").permutations
@@ -64,9 +72,18 @@ class MinHasher:
     def signatures(self, shingles: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """``(documents, num_perm)`` uint32 signatures of the documents' shingle hashes."""
         a, b = self.permutations
+        a, b = a[:, None], b[:, None]
         n = len(offsets) - 1
         out = np.full((n, self.num_perm), MAX32, dtype=np.uint32)
         mixed = _fmix32(shingles)
+        buf = np.empty((self.num_perm, _CHUNK), dtype=np.uint32)  # permutation x shingle
+
+        def permuted(lo: int, hi: int) -> np.ndarray:
+            view = buf[:, :hi - lo]
+            np.multiply(a, mixed[None, lo:hi], out=view)
+            np.add(view, b, out=view)
+            return view
+
         i = 0
         while i < n:
             j = int(np.searchsorted(offsets, offsets[i] + _CHUNK, side="right")) - 1
@@ -74,14 +91,13 @@ class MinHasher:
             lo, hi = int(offsets[i]), int(offsets[j])
             if j == i + 1:  # one document, maybe larger than a block
                 for s in range(lo, hi, _CHUNK):
-                    block = mixed[s:min(hi, s + _CHUNK), None] * a + b
-                    np.minimum(out[i], block.min(axis=0), out=out[i])
+                    np.minimum(out[i], permuted(s, min(hi, s + _CHUNK)).min(axis=1),
+                               out=out[i])
             else:
-                starts = offsets[i:j] - lo
                 full = np.flatnonzero(np.diff(offsets[i:j + 1]) > 0)
                 if full.size:
-                    block = mixed[lo:hi, None] * a + b
-                    out[i + full] = np.minimum.reduceat(block, starts[full], axis=0)
+                    starts = offsets[i:j][full] - lo
+                    out[i + full] = np.minimum.reduceat(permuted(lo, hi), starts, axis=1).T
             i = j
         return out
 
@@ -97,6 +113,26 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return lsh.b, lsh.r
+
+
+def cached_params(folder: str, num_perm: int, seed: int, threshold: float
+                  ) -> tuple[np.ndarray, tuple[int, int]]:
+    """datasketch's permutations and LSH banding, kept in ``folder`` once computed
+    (importing datasketch loads scipy, seconds that a build need pay only once)."""
+    path = os.path.join(folder, f"minhash-affine32-{num_perm}-{seed}-{threshold!r}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            d = json.load(f)
+        return np.array([d["a"], d["b"]], dtype=np.uint32), (d["bands"], d["rows"])
+    a, b = MinHasher(num_perm, seed=seed).permutations
+    bands, rows = lsh_bands(threshold, num_perm)
+    os.makedirs(folder, exist_ok=True)
+    data = json.dumps({"a": a.tolist(), "b": b.tolist(), "bands": bands, "rows": rows})
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return np.array([a, b], dtype=np.uint32), (bands, rows)
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:

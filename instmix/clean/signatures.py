@@ -128,7 +128,7 @@ def _batches(docs: Iterable, chars: int) -> Iterator[list]:
 
 def fixed_segments(doc) -> list[str]:
     """The text of a document outside its removable cuts, as separate pieces."""
-    cuts = getattr(doc, "cuts", ())
+    cuts = doc.cuts
     if not cuts:
         return [doc.text]
     out, pos = [], 0
@@ -177,15 +177,15 @@ def compute(folder: str, docs: Iterable, documents: int, wanted: Wanted, with_pa
                 exact[i + k] = (int.from_bytes(key[:8], "little"),
                                 int.from_bytes(key[8:], "little"))
                 nwords[i + k] = len(w)
-                part_counts[i + k] = len(getattr(d, "parts", ()))
+                part_counts[i + k] = len(d.parts)
             if sig is not None:
                 flat, off = concat(hashes, np.uint32)
                 sig[i:j] = wanted.near.signatures(*wanted.near.shingles(flat, off))
             if index is not None:
-                _contamination(batch, i, index, doc_hit, part_hits, labels)
+                _contamination(batch, hashes, i, index, doc_hit, part_hits, labels)
             if "filters" in todo:
                 for d in batch:
-                    parts = getattr(d, "parts", ())
+                    parts = d.parts
                     got = pair_reasons([(p.context, p.question, p.answer) for p in parts],
                                        wanted.filters)
                     reasons.extend(REASONS.index(r or "") for r in got)
@@ -224,16 +224,20 @@ def _savez(path: str, **arrays) -> None:
         np.savez(f, **arrays)
 
 
-def _contamination(batch, first: int, index: EvalIndex, doc_hit: np.ndarray,
+def _contamination(batch, hashes, first: int, index: EvalIndex, doc_hit: np.ndarray,
                    part_hits: list, labels: dict[str, int]) -> None:
-    """Eval hits of a batch: per document (its fixed text) and per part (question, answer)."""
+    """Eval hits of a batch: per document (its fixed text) and per part (question, answer).
+    ``hashes``: the documents' word hashes (the fixed text of a document without cuts)."""
     segs, owner, part_segs, part_owner = [], [], [], []
     n_parts = 0
     for k, d in enumerate(batch):
-        for s in fixed_segments(d):
+        for s in (fixed_segments(d) if d.cuts else ()):
             segs.append(word_hashes(words(s)))
             owner.append(k)
-        for p in getattr(d, "parts", ()):
+        if not d.cuts:
+            segs.append(hashes[k])
+            owner.append(k)
+        for p in d.parts:
             for s in (p.question, p.answer):
                 part_segs.append(word_hashes(words(s)))
                 part_owner.append(n_parts)

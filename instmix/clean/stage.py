@@ -75,7 +75,9 @@ class _Global:
 
 def find_removals(seed: int, names: Sequence[str],
                   sources: Sequence[Sequence[UnitSignatures]], *, exact: bool,
-                  near_threshold: float | None, decontaminate: bool) -> list[SourceRemoval]:
+                  near_threshold: float | None, decontaminate: bool,
+                  bands: tuple[int, int] | None = None) -> list[SourceRemoval]:
+    """``bands``: LSH (bands, rows) for ``near_threshold`` (default: datasketch's choice)."""
     g = _Global(sources)
     n = int(g.starts[-1])
     source_of = np.repeat(np.arange(len(names)), np.diff(g.source_starts))
@@ -93,7 +95,7 @@ def find_removals(seed: int, names: Sequence[str],
         match[m >= 0] = m[m >= 0]
     if near_threshold is not None:
         num_perm = g.units[0].minhash.shape[1]
-        bands, rows = lsh_bands(near_threshold, num_perm)
+        bands, rows = bands or lsh_bands(near_threshold, num_perm)
 
         def column(b: int) -> np.ndarray:
             return np.concatenate([
