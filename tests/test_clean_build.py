@@ -241,3 +241,20 @@ def test_filters_need_a_kind_with_pairs(planted):
     with pytest.raises(ConfigError, match=r"sources\[0\].filters: kind text has no"):
         load_config(cfg, base_dir=str(planted))
     assert zstandard  # the fixtures' chains are read as .jsonl.zst
+
+
+def test_ratio_sweep_cleans_once_and_removes_the_same_everywhere(planted, count_encodes):
+    from instmix.builder.sweep import sweep
+
+    cfg = load_config(_config(planted, **CLEAN), base_dir=str(planted))
+    summary = sweep(cfg, [{"a": 1, "b": 0}, {"a": 1, "b": 1}, {"a": 0.5, "b": 1}],
+                    out=str(planted / "sweep"))
+    assert len(count_encodes) == 75  # tokenized once
+    removed = []
+    for entry in summary["mixtures"]:
+        folder = str(planted / "sweep" / entry["output"])
+        with open(os.path.join(folder, "manifest.json")) as f:
+            m = json.load(f)
+        removed.append([s["removed"] for s in m["sources"]])
+        assert verify(folder)["documents"] == m["documents"]
+    assert removed[0] == removed[1] == removed[2]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +104,10 @@ def unit_facts(cfg: BuildConfig, pools, progress: Progress, workers: int = 1
     if jobs:
         bar = progress.bar("clean: signatures", unit="unit", total=len(jobs))
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(min(workers, len(jobs))) as ex:
+            # forkserver: workers start from a clean process, not a fork of this one (which
+            # may hold tokenizer threads)
+            with ProcessPoolExecutor(min(workers, len(jobs)),
+                                     mp_context=get_context("forkserver")) as ex:
                 for _ in ex.map(_run, jobs):
                     bar.update(1)
         else:

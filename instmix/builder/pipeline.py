@@ -263,11 +263,7 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
     if tokenized is None:
         tokenized = tokenize(cfg, progress)
     info = tokenized.info
-    pools = [_with_config(p, s) for p, s in zip(tokenized.pools, cfg.sources)]
-    listing = None
-    if cleaning.enabled(cfg):
-        found, listing = tokenized.removals(cfg, pools, progress, workers or os.cpu_count() or 1)
-        pools = [cleaning.cleaned_pool(p, r, info.add_bos) for p, r in zip(pools, found)]
+    pools, listing = mixture_pools(cfg, tokenized, progress, workers)
     plans, draws, src, pos = plan_mixture(cfg, pools)
     clean_stale(cfg.output)
     stage = make_temp_dir(cfg.output)
@@ -303,6 +299,19 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return manifest
+
+
+def mixture_pools(cfg: BuildConfig, tokenized: Tokenized, progress: Progress | None = None,
+                  workers: int | None = None) -> tuple[list[SourcePool], list[dict] | None]:
+    """The pools a mixture of ``cfg`` draws from (what the clean stage keeps, when it is
+    configured) and the listing of what it removed (None without cleaning)."""
+    pools = [_with_config(p, s) for p, s in zip(tokenized.pools, cfg.sources)]
+    if not cleaning.enabled(cfg):
+        return pools, None
+    found, listing = tokenized.removals(cfg, pools, progress or Progress(enabled=False),
+                                        workers or os.cpu_count() or 1)
+    add_bos = tokenized.info.add_bos
+    return [cleaning.cleaned_pool(p, r, add_bos) for p, r in zip(pools, found)], listing
 
 
 def _with_config(pool: SourcePool, src: SourceConfig) -> SourcePool:

@@ -33,7 +33,7 @@ from instmix.io.atomic import write_atomic
 from instmix.io.progress import Progress
 from instmix.mix.plan import plan_targets
 
-from .pipeline import Tokenized, build, tokenize
+from .pipeline import Tokenized, build, mixture_pools, tokenize
 
 
 def _number(where: str, text: str) -> float:
@@ -124,7 +124,8 @@ def sweep(cfg: BuildConfig, ratio_sets: Sequence[dict[str, float]], *,
 def _targets(cfg: BuildConfig, tokenized: Tokenized) -> tuple[int, dict[str, int]]:
     """``(total, {source: target tokens})`` of a mixture, without writing it."""
     by_loss = cfg.ratio_by == "loss_tokens"
-    counted = [p.loss_lengths if by_loss else p.lengths for p in tokenized.pools]
+    pools, _ = mixture_pools(cfg, tokenized)  # what the clean stage keeps, if configured
+    counted = [p.loss_lengths if by_loss else p.lengths for p in pools]
     plans = plan_targets([s.name for s in cfg.sources], [s.ratio for s in cfg.sources],
                          [s.max_repetition for s in cfg.sources],
                          [int(c.sum()) for c in counted], cfg.total_tokens)
@@ -161,7 +162,7 @@ def build_pool(cfg: BuildConfig, ratio_sets: Sequence[dict[str, float]], *, root
         total, targets = _targets(mix_cfg, tokenized)
         points.append((label(ratios), mix_cfg, total, targets))
     pool_tokens = {}
-    for pool, src in zip(tokenized.pools, cfg.sources):
+    for pool, src in zip(mixture_pools(cfg, tokenized)[0], cfg.sources):
         need = max(t[src.name] for _, _, _, t in points)
         if need > 0:
             budget = int(src.max_repetition * int(pool.lengths.sum()))

@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--total-tokens", type=int, help="override 'total_tokens'")
     p.add_argument("--cache-dir", help="token cache folder (default: .instmix-cache beside "
                    "the output)")
+    p.add_argument("--workers", type=int, help="processes for the clean stage's signatures "
+                   "(default: one per CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -36,6 +38,7 @@ def run(args) -> int:
     if args.cache_dir:
         changes["cache_dir"] = os.path.abspath(args.cache_dir)
     cfg = cfg.with_overrides(**changes)
-    manifest = build(cfg, progress=Progress(False if args.no_progress else None))
+    manifest = build(cfg, progress=Progress(False if args.no_progress else None),
+                     workers=args.workers)
     print_summary(manifest, title=f"built {cfg.output}")
     return 0
