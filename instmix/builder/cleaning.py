@@ -17,8 +17,8 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from dataclasses import dataclass
+from multiprocessing import get_context
 
 import numpy as np
 
