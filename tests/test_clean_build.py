@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-import zstandard
 from conftest import OLMO_TOKENIZER, ROOT, config, read_jsonl_zst, write_jsonl
 from tokenizers import Tokenizer
 
@@ -16,6 +15,8 @@ from instmix.config import load_config
 from instmix.errors import ConfigError
 from instmix.format.reader import iter_build_documents
 from instmix.format.verify import verify
+from instmix.sources.kinds import kept_cuts
+from instmix.sources.registry import get_kind
 from instmix.tokenize.encoder import Encoder
 
 CHAINS = ROOT / "examples" / "quickstart" / "data" / "augmented" / "chains.jsonl.zst"
@@ -184,6 +185,28 @@ def test_augmented_pairs_removed_from_their_chains(tmp_path, real_docs):
     assert ctx0["context"] in text0                       # the chain's text stays
     assert ctx0["pairs"][0]["answer"] in text0           # and its other pairs
     assert verify(cfg.output)["documents"] == len(after)
+    # the written tokens decode to the chain's text with exactly the removed cuts left out
+    docs = {d.id: d for d in get_kind("augmented").documents(
+        cfg.sources[0], [str(tmp_path / "aug" / "chains.jsonl")], "aug", skip_bad=False,
+        stats={})}
+    for r in pair_rows:
+        if r["id"] != ids[0]:
+            continue
+        doc = docs[ids[0]]
+        removed_parts = [p == r["pair"] for p in range(len(doc.parts))]
+        assert doc.parts[r["pair"]].answer == far
+        gaps, pos = [], 0
+        for c in doc.cuts:
+            gaps.append(c.start > pos)
+            pos = c.end
+        gaps.append(pos < len(doc.text))
+        keep = kept_cuts([c.parts or (-1, -1) for c in doc.cuts], gaps, removed_parts)
+        expected, pos = [], 0
+        for c, k in zip(doc.cuts, keep):
+            expected.append(doc.text[pos:c.start] + (doc.text[c.start:c.end] if k else ""))
+            pos = c.end
+        expected.append(doc.text[pos:])
+        assert tok.decode(after[ids[0]].tokens[:-1].tolist()) == "".join(expected)
 
 
 def test_same_removals_for_any_worker_count_and_file_order(planted):
@@ -240,7 +263,6 @@ def test_filters_need_a_kind_with_pairs(planted):
     cfg["sources"][0]["filters"] = True
     with pytest.raises(ConfigError, match=r"sources\[0\].filters: kind text has no"):
         load_config(cfg, base_dir=str(planted))
-    assert zstandard  # the fixtures' chains are read as .jsonl.zst
 
 
 def test_ratio_sweep_cleans_once_and_removes_the_same_everywhere(planted, count_encodes):
@@ -258,3 +280,15 @@ def test_ratio_sweep_cleans_once_and_removes_the_same_everywhere(planted, count_
         removed.append([s["removed"] for s in m["sources"]])
         assert verify(folder)["documents"] == m["documents"]
     assert removed[0] == removed[1] == removed[2]
+
+
+def test_kept_cuts_keeps_one_separator_between_what_stays():
+    # "[q0] sep [q1] sep [q2]" after fixed text, with a heading owned by all three
+    cuts = [(0, 3), (-1, -1), (0, 1), (-1, -1), (1, 2), (-1, -1), (2, 3)]
+    gaps = [True, False, False, False, False, False, False, False]
+    assert kept_cuts(cuts, gaps, [False, False, False]) == [True] * 7
+    assert kept_cuts(cuts, gaps, [True, False, False]) == \
+        [True, False, False, True, True, True, True]
+    assert kept_cuts(cuts, gaps, [False, True, True]) == \
+        [True, True, True, False, False, False, False]
+    assert kept_cuts(cuts, gaps, [True, True, True]) == [False] * 7
