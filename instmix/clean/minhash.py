@@ -49,7 +49,7 @@ class MinHasher:
     def permutations(self) -> tuple[np.ndarray, np.ndarray]:
         if self.params is not None:
             return self.params[0], self.params[1]
-        from datasketch import MinHash  # lazy: optional (instmix[clean]), near dedup only; imports scipy
+        from datasketch import MinHash  # lazy: optional extra instmix[clean]; loads scipy
 
         a, b = MinHash(num_perm=self.num_perm, seed=self.seed, scheme="affine32").permutations
         return a.astype(np.uint32), b.astype(np.uint32)
@@ -109,7 +109,7 @@ def _whole(hashes: np.ndarray) -> np.uint64:
 
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """``(bands, rows)`` datasketch's MinHashLSH picks for this threshold."""
-    from datasketch import MinHashLSH  # lazy: optional (instmix[clean]), near dedup only; imports scipy
+    from datasketch import MinHashLSH  # lazy: optional extra instmix[clean]; loads scipy
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return lsh.b, lsh.r
