@@ -11,10 +11,12 @@ from conftest import OLMO_TOKENIZER, ROOT, config, read_jsonl_zst, write_jsonl
 from tokenizers import Tokenizer
 
 from instmix.builder.pipeline import build
+from instmix.builder.sweep import sweep
 from instmix.config import load_config
 from instmix.errors import ConfigError
 from instmix.format.reader import iter_build_documents
 from instmix.format.verify import verify
+from instmix.serve.streaming import StreamingMixture
 from instmix.sources.kinds import kept_cuts
 from instmix.sources.registry import get_kind
 from instmix.tokenize.encoder import Encoder
@@ -266,8 +268,6 @@ def test_filters_need_a_kind_with_pairs(planted):
 
 
 def test_ratio_sweep_cleans_once_and_removes_the_same_everywhere(planted, count_encodes):
-    from instmix.builder.sweep import sweep
-
     cfg = load_config(_config(planted, **CLEAN), base_dir=str(planted))
     summary = sweep(cfg, [{"a": 1, "b": 0}, {"a": 1, "b": 1}, {"a": 0.5, "b": 1}],
                     out=str(planted / "sweep"))
@@ -292,3 +292,8 @@ def test_kept_cuts_keeps_one_separator_between_what_stays():
     assert kept_cuts(cuts, gaps, [False, True, True]) == \
         [True, True, True, False, False, False, False]
     assert kept_cuts(cuts, gaps, [True, True, True]) == [False] * 7
+
+
+def test_streaming_mixture_refuses_to_skip_cleaning(planted):
+    with pytest.raises(ConfigError, match="dedup: StreamingMixture does not clean"):
+        StreamingMixture(load_config(_config(planted, **CLEAN), base_dir=str(planted)), 128)

@@ -210,6 +210,12 @@ class StreamingMixture(CursorDataset):
         cfg = config if isinstance(config, BuildConfig) else load_config(config)
         if seq_len < 1:
             raise InstmixError(f"seq_len must be >= 1, got {seq_len}")
+        cleaning = [k for k, on in (("dedup", cfg.dedup), ("decontaminate", cfg.decontaminate))
+                    if on] + [f"sources[{i}].filters" for i, s in enumerate(cfg.sources)
+                              if s.filters]
+        if cleaning:
+            raise ConfigError(cfg.where, cleaning[0], "StreamingMixture does not clean (dedup "
+                              "and decontamination need the whole corpus): use instmix build")
         for i, src in enumerate(cfg.sources):
             if src.ratio > 0 and src.max_repetition < 1:
                 raise ConfigError(cfg.where, f"sources[{i}].max_repetition",
