@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
+import yaml
 from conftest import OLMO_TOKENIZER, ROOT, config, read_jsonl_zst, write_jsonl
 from tokenizers import Tokenizer
 
@@ -297,3 +300,28 @@ def test_kept_cuts_keeps_one_separator_between_what_stays():
 def test_streaming_mixture_refuses_to_skip_cleaning(planted):
     with pytest.raises(ConfigError, match="dedup: StreamingMixture does not clean"):
         StreamingMixture(load_config(_config(planted, **CLEAN), base_dir=str(planted)), 128)
+
+
+def test_summary_report_and_inspect_show_the_removals(planted):
+    cfg_path = planted / "mix.yaml"
+    cfg_path.write_text(yaml.safe_dump(_config(planted, **CLEAN)))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def run(*args):
+        out = subprocess.run([sys.executable, "-m", "instmix", *args], capture_output=True,
+                             text=True, env=env, cwd=str(planted))
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    built = run("build", "--no-progress", "--workers", "1", str(cfg_path))
+    head = next(line for line in built.splitlines() if line.startswith("source"))
+    assert head.split()[-5:] == ["dup", "near", "contam", "pairs", "out"]
+    listed = run("inspect", str(planted / "out"), "--removed", "--no-summary").splitlines()
+    assert listed[1] == "removed (25 records):"
+    assert sum(" duplicate of " in x for x in listed) == 8
+    assert sum(" near_duplicate of " in x and "(Jaccard" in x for x in listed) == 12
+    assert sum(": eval record " in x and "qa.jsonl:" in x for x in listed) == 5
+    run("report", str(planted / "out"), "--out", str(planted / "report"))
+    html = (planted / "report" / "report.html").read_text()
+    assert "Removed by the clean stage" in html
+    assert html.count('data-field="contaminated" data-value="5"') == 1
