@@ -27,9 +27,9 @@ def count_encodes(monkeypatch):
     seen = []
     real = Encoder.encode
 
-    def counting(self, texts):
+    def counting(self, texts, **kw):
         seen.extend(texts)
-        return real(self, texts)
+        return real(self, texts, **kw)
 
     monkeypatch.setattr(Encoder, "encode", counting)
     return seen
@@ -44,7 +44,7 @@ def sources(tmp_path, real_docs, paragraphs):
     return config(tmp_path, [
         {"name": "a", "paths": [str(tmp_path / "a" / "*.jsonl")], "ratio": 1},
         {"name": "b", "paths": [b], "kind": "openorca", "ratio": 1, "max_repetition": 5}],
-        total_tokens=60_000)
+        total_tokens=60_000, workers=1)  # one process: the counts are seen here
 
 
 def test_sweep_tokenizes_once_and_keeps_the_prefix_property(tmp_path, sources, count_encodes):

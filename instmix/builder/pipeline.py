@@ -15,6 +15,7 @@ from instmix.config import BuildConfig, SourceConfig
 from instmix.format.manifest import FORMAT_VERSION, MANIFEST, check_replaceable, dump_manifest
 from instmix.format.writer import ShardWriter
 from instmix.io.atomic import clean_stale, clean_stale_in, make_temp_dir, swap_dir, write_atomic
+from instmix.io.hashing import HashMemo
 from instmix.io.progress import Progress
 from instmix.mix.plan import SourcePlan, draw_documents, plan_targets
 from instmix.mix.schedule import interleave
@@ -22,8 +23,10 @@ from instmix.sources.units import source_units
 from instmix.tokenize.cache import CacheUnit, build_unit, format_key, unit_key
 from instmix.tokenize.encoder import Encoder
 from instmix.tokenize.facts import TokenizerInfo, load_tokenizer_info
+from instmix.tokenize.jobs import UnitJob, UnitTokenizer
 
 from . import cleaning
+from .executor import Executor, LocalExecutor, available_cores
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -93,42 +96,92 @@ class SourcePool:
         return self.units[unit].doc_id(int(i - self.unit_starts[unit]))
 
 
+LOSS_CHUNK = 1 << 22  # tokens summed at a time when counting loss tokens per document
+
+
 def _loss_lengths(unit: CacheUnit) -> np.ndarray:
+    """Loss tokens per document, read in bounded chunks of the memory-mapped mask."""
     if unit.mask is None:
         return unit.lengths.astype(np.int64)
-    csum = np.concatenate([[0], np.cumsum(unit.mask, dtype=np.int64)])
-    return np.diff(csum[unit.offsets])
+    offsets = np.asarray(unit.offsets, dtype=np.int64)
+    out = np.zeros(len(offsets) - 1, dtype=np.int64)
+    doc = 0
+    while doc < len(out):
+        end = int(np.searchsorted(offsets, offsets[doc] + LOSS_CHUNK, side="right")) - 1
+        end = min(max(end, doc + 1), len(out))
+        a, b = int(offsets[doc]), int(offsets[end])
+        chunk = np.asarray(unit.mask[a:b]).view(np.uint8)
+        starts = offsets[doc:end] - a
+        nonempty = offsets[doc + 1:end + 1] > offsets[doc:end]
+        if b > a:
+            sums = np.add.reduceat(chunk, np.minimum(starts, b - a - 1), dtype=np.int64)
+            out[doc:end] = np.where(nonempty, sums, 0)
+        doc = end
+    return out
+
+
+def choose_backend(requested: str, todo_bytes: int) -> str:
+    """``auto`` with less than :data:`SMALL_WORK_BYTES` to tokenize takes the reference,
+    already loaded: loading a fast backend (0.5-2 s) would cost more than it saves. Every
+    backend gives the same ids, so this changes speed only."""
+    if requested == "auto" and todo_bytes < SMALL_WORK_BYTES:
+        return "hf"
+    return requested
+
+
+SMALL_WORK_BYTES = 4 << 20
 
 
 def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
                      encoder_factory: Callable[[], Encoder] | None = None,
-                     units: list | None = None) -> list[SourcePool]:
+                     units: list | None = None,
+                     executor: Executor | None = None) -> list[SourcePool]:
     """Make sure every input has a token cache; return the sources' pools.
 
     ``units`` (from :func:`source_units`, per source) are resolved here when not given.
+    Missing units are tokenized by ``executor`` (default: a local process pool of
+    ``cfg.workers`` processes), largest first; the output does not depend on how many.
+    ``encoder_factory`` (tests) builds the encoder, in this process, one unit at a time.
     """
     root = cfg.resolved_cache_dir
     clean_stale_in(root)
-    encoder: Encoder | None = None
-    pools = []
     if units is None:
         units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
-    for src, plan in zip(cfg.sources, units):
-        opened = []
-        keyed = [(unit_key(src, paths, label, info), paths, label) for paths, label in plan]
-        todo = sum(not os.path.isdir(os.path.join(root, k)) for k, _, _ in keyed)
-        bar = progress.bar(f"tokenize {src.name}", unit="B", total=None) if todo else None
-        for key, paths, label in keyed:
-            if encoder is None and not os.path.isdir(os.path.join(root, key)):
-                encoder = (encoder_factory or (lambda: Encoder(
-                    info, cfg.tokenizer.backend, cfg.tokenizer.check_rate)))()
-            opened.append(build_unit(root, key, src, paths, label, info, encoder,
-                                    skip_bad=cfg.skip_bad_records, batch_bytes=cfg.batch_bytes,
-                                    progress=bar.update if bar else None))
-        if bar:
-            bar.close()
-        pools.append(SourcePool(src, opened, sum(len(p) for p, _ in plan), list(plan)))
-    return pools
+    memo = HashMemo(root)
+    keyed = [[(unit_key(src, paths, label, info, memo), paths, label) for paths, label in plan]
+             for src, plan in zip(cfg.sources, units)]
+    os.makedirs(root, exist_ok=True)
+    memo.save()
+    jobs = [UnitJob(root, key, src, tuple(paths), label)
+            for src, plan in zip(cfg.sources, keyed) for key, paths, label in plan
+            if not os.path.isdir(os.path.join(root, key))]
+    if jobs:
+        _run_jobs(cfg, info, jobs, progress, encoder_factory, executor)
+    return [SourcePool(src, [CacheUnit(os.path.join(root, key), info.dtype)
+                             for key, _, _ in plan], sum(len(p) for p, _ in upl), list(upl))
+            for src, plan, upl in zip(cfg.sources, keyed, units)]
+
+
+def _run_jobs(cfg: BuildConfig, info: TokenizerInfo, jobs: list[UnitJob], progress: Progress,
+              encoder_factory: Callable[[], Encoder] | None, executor: Executor | None) -> None:
+    sizes = {id(job): job.input_bytes for job in jobs}
+    bar = progress.bar("tokenize", unit="B", total=sum(sizes.values()))
+    spec = cfg.tokenizer
+    if encoder_factory is not None:
+        encoder = encoder_factory()
+        for job in jobs:
+            build_unit(job.root, job.key, job.src, job.paths, job.label, info, encoder,
+                       skip_bad=cfg.skip_bad_records, batch_bytes=cfg.batch_bytes)
+            bar.update(sizes[id(job)])
+    else:
+        executor = executor or LocalExecutor(cfg.workers or None)
+        order = sorted(jobs, key=lambda j: -sizes[id(j)])  # largest first: even finishing times
+        inline = executor.plan(len(order)) == 1
+        task = UnitTokenizer(info, choose_backend(spec.backend, sum(sizes.values())),
+                             spec.check_rate, available_cores() if inline else 1,
+                             cfg.skip_bad_records, cfg.batch_bytes)
+        executor.map(task, order, progress=lambda job, _: bar.update(sizes[id(job)]))
+    bar.close()
 
 
 def plan_mixture(cfg: BuildConfig, pools: list[SourcePool]
@@ -242,26 +295,30 @@ class Tokenized:
         return self.cleaned[key]
 
 
-def tokenize(cfg: BuildConfig, progress: Progress | None = None) -> Tokenized:
+def tokenize(cfg: BuildConfig, progress: Progress | None = None,
+             executor: Executor | None = None) -> Tokenized:
     """Resolve inputs, load the tokenizer and make sure every input has a token cache."""
     progress = progress or Progress(enabled=False)
     units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
     info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
-    return Tokenized(info, tokenize_sources(cfg, info, progress, units=units))
+    return Tokenized(info, tokenize_sources(cfg, info, progress, units=units,
+                                            executor=executor))
 
 
 def build(cfg: BuildConfig, *, progress: Progress | None = None,
-          tokenized: Tokenized | None = None, workers: int | None = None) -> dict:
+          tokenized: Tokenized | None = None, workers: int | None = None,
+          executor: Executor | None = None) -> dict:
     """Run the whole build; returns the manifest written to ``cfg.output``.
 
     ``tokenized`` (from :func:`tokenize` on a config with the same sources) skips straight
     to planning: a sweep tokenizes once and builds many mixtures from it. ``workers``:
-    processes for the clean stage's signatures (default: one per CPU).
+    processes for the clean stage's signatures (default: one per CPU). ``executor`` runs
+    the tokenization of cache units (default: local processes, ``cfg.workers``).
     """
     progress = progress or Progress(enabled=False)
     check_replaceable(cfg.output)
     if tokenized is None:
-        tokenized = tokenize(cfg, progress)
+        tokenized = tokenize(cfg, progress, executor)
     info = tokenized.info
     pools, listing = mixture_pools(cfg, tokenized, progress, workers)
     plans, draws, src, pos = plan_mixture(cfg, pools)

@@ -20,8 +20,8 @@ def register(sub) -> None:
     p.add_argument("--total-tokens", type=int, help="override 'total_tokens'")
     p.add_argument("--cache-dir", help="token cache folder (default: .instmix-cache beside "
                    "the output)")
-    p.add_argument("--workers", type=int, help="processes for the clean stage's signatures "
-                   "(default: one per CPU)")
+    p.add_argument("--workers", type=int, help="processes that tokenize and compute the "
+                   "clean stage's signatures (override 'workers'; default: every available core)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -35,6 +35,8 @@ def run(args) -> int:
         changes["seed"] = args.seed
     if args.total_tokens is not None:
         changes["total_tokens"] = args.total_tokens
+    if args.workers is not None:
+        changes["workers"] = args.workers
     if args.cache_dir:
         changes["cache_dir"] = os.path.abspath(args.cache_dir)
     cfg = cfg.with_overrides(**changes)

@@ -30,7 +30,7 @@ from .validate import check_keys, choice, number, resolve_path, string
 
 DEFAULT_SHARD_TOKENS = 1 << 28  # 256 Mi tokens: 512 MiB as uint16, 1 GiB as uint32
 TXT_UNITS = ("file", "paragraph")
-BACKENDS = ("auto", "hf", "tiktoken")
+BACKENDS = ("auto", "hf", "gigatoken", "tiktoken")
 DTYPES = ("auto", "uint16", "uint32")
 LOSS_MODES = ("all", "responses", "none")
 RATIO_BY = ("tokens", "loss_tokens")
@@ -172,6 +172,7 @@ class BuildConfig:
     batch_bytes: int = 8 << 20
     dedup: Dedup | None = None
     decontaminate: Decontaminate | None = None
+    workers: int = 0  # processes that tokenize cache units; 0: every available core
     where: str = "<dict>"
 
     def __post_init__(self):
@@ -182,6 +183,9 @@ class BuildConfig:
             raise ConfigError(self.where, "total_tokens", f"must be >= 1, got {self.total_tokens}")
         if self.shard_tokens < 1:
             raise ConfigError(self.where, "shard_tokens", f"must be >= 1, got {self.shard_tokens}")
+        if self.workers < 0:
+            raise ConfigError(self.where, "workers", f"must be >= 0 (0: every core), got "
+                              f"{self.workers}")
 
     @property
     def resolved_cache_dir(self) -> str:
@@ -270,5 +274,6 @@ def load_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = N
                             integer=True),
         dedup=parse_dedup(where, data.get("dedup")),
         decontaminate=parse_decontaminate(where, data.get("decontaminate"), base),
+        workers=number(where, "workers", data.get("workers", 0), minimum=0, integer=True),
         where=where,
     )

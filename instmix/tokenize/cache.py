@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -40,11 +41,13 @@ from instmix.io.hashing import hash_input
 from instmix.sources.kinds import Document
 from instmix.sources.registry import get_kind
 
-from .encoder import Encoder
+from .encoder import BackendMismatch, Encoder
 from .facts import TokenizerInfo
 from .framing import Encoded, encode_documents
 
 CACHE_VERSION = 3  # 3: documents with cuts are encoded at their ends
+
+log = logging.getLogger(__name__)
 
 
 def format_key(src: SourceConfig) -> dict:
@@ -258,18 +261,40 @@ class UnitWriter:
 def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], label: str,
                info: TokenizerInfo, encoder: Encoder, *, skip_bad: bool, batch_bytes: int,
                progress: Callable[[int], None] | None = None) -> CacheUnit:
-    """Tokenize ``paths`` of ``src`` into the cache (unless present) and open it."""
+    """Tokenize ``paths`` of ``src`` into the cache (unless present) and open it.
+
+    With a fast backend, a sampled mismatch abandons the unit and encodes it again, whole,
+    with the reference: no id from a backend that disagreed is ever cached.
+    """
     folder = os.path.join(root, key)
     if os.path.isdir(folder):
         return CacheUnit(folder, info.dtype)
+    args = (root, key, src, paths, label, info)
+    if encoder.fast is None:
+        return _write_unit(*args, encoder, False, skip_bad, batch_bytes, progress)
+    try:
+        return _write_unit(*args, encoder, True, skip_bad, batch_bytes, progress)
+    except BackendMismatch:
+        log.warning("%s: the %s backend disagreed with the reference on a sampled document; "
+                    "encoding the whole unit again with the reference", ", ".join(paths),
+                    encoder.backend)
+        return _write_unit(*args, encoder.reference_only(), False, skip_bad, batch_bytes,
+                           progress)
+
+
+def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], label: str,
+                info: TokenizerInfo, encoder: Encoder, strict: bool, skip_bad: bool,
+                batch_bytes: int, progress: Callable[[int], None] | None) -> CacheUnit:
     kind = get_kind(src.kind)
     with_mask = src.loss != "all"
     writer = UnitWriter(root, key, info, with_mask)
     skipped: dict = {}
+    encoder.start_unit()
     try:
         docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
         for batch in _prefetch(_batches(docs, batch_bytes)):
-            writer.add(encode_documents(batch, encoder, info, src.loss), [d.id for d in batch])
+            writer.add(encode_documents(batch, encoder, info, src.loss, strict),
+                       [d.id for d in batch])
             writer.count_tags(batch)
             if progress:
                 progress(sum(len(d.text) for d in batch))

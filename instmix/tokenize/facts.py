@@ -53,6 +53,18 @@ class TokenizerInfo:
     eos_token: str = ""
     bos_token: str | None = None
     special_tokens: tuple[str, ...] = field(default=(), repr=False)
+    _tokenizer: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tokenizer": None}  # workers load their own when needed
+
+    def reference(self) -> Tokenizer:
+        """The reference tokenizer (Hugging Face ``tokenizers``), loaded once and shared,
+        with special-token strings in text encoded as text."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer.from_file(self.path)
+        self._tokenizer.encode_special_tokens = True
+        return self._tokenizer
 
     def manifest_dict(self, rel_path: str) -> dict:
         return {
@@ -150,5 +162,5 @@ def load_tokenizer_info(spec: TokenizerSpec, dtype: str = "auto", where: str = "
         path=json_path, sha256=sha256_file(json_path), vocab_size=vocab_size,
         eos_token_id=tok.token_to_id(eos), bos_token_id=None if bos is None else
         tok.token_to_id(bos), add_bos=add_bos, dtype=choose_dtype(vocab_size, dtype, where),
-        eos_token=eos, bos_token=bos, special_tokens=specials,
+        eos_token=eos, bos_token=bos, special_tokens=specials, _tokenizer=tok,
     )

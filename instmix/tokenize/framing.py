@@ -110,13 +110,14 @@ def _split_at(pieces: list[tuple[int, int, bool]], bounds: Sequence[int]
 
 
 def encode_documents(docs: Sequence[Document], encoder: Encoder, info: TokenizerInfo,
-                     loss: str = "all") -> Encoded:
+                     loss: str = "all", strict: bool = False) -> Encoded:
     """Frame and encode a batch. Documents with cuts are encoded piece by piece at the
-    cuts' ends (like answers under ``loss: responses``), so each cut is a token range."""
+    cuts' ends (like answers under ``loss: responses``), so each cut is a token range.
+    ``strict``: a sampled backend mismatch raises (see :meth:`Encoder.encode`)."""
     texts = [d.text for d in docs]
     with_cuts = any(d.cuts for d in docs)
     if loss != "responses" and not with_cuts:
-        ids, lengths = encoder.encode(texts)
+        ids, lengths = encoder.encode(texts, strict=strict)
         mask = None if loss == "all" else np.zeros(ids.size, dtype=np.bool_)
         return add_specials(ids, lengths, info, mask, eos_trains=loss == "all")
     pieces, trains, owner, starts = [], [], [], []
@@ -132,7 +133,7 @@ def encode_documents(docs: Sequence[Document], encoder: Encoder, info: Tokenizer
             trains.append(t)
             owner.append(i)
             starts.append(a)
-    ids, piece_len = encoder.encode(pieces)
+    ids, piece_len = encoder.encode(pieces, strict=strict)
     owners = np.asarray(owner, dtype=np.int64)
     lengths = np.bincount(owners, weights=piece_len, minlength=len(docs)).astype(np.int64)
     body_mask = None

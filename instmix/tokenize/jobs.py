@@ -1,0 +1,79 @@
+"""Cache units as picklable jobs, and the task function that builds them in any process.
+
+:class:`UnitJob` names one cache unit to build; :class:`UnitTokenizer` builds it and
+returns the published folder. The tokenizer is loaded once per process: by
+:meth:`UnitTokenizer.prepare` in a process that forks its workers (they inherit it), or
+on the first job in a process that received the task pickled (the encoder is not
+pickled). Every unit's content depends only on its inputs and options, never on the
+process or the number of processes that built it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from instmix.config import SourceConfig
+
+from .cache import build_unit
+from .encoder import Encoder
+from .facts import TokenizerInfo
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """One cache unit: ``root/key`` from ``paths`` of ``src`` (``label`` names them in ids)."""
+
+    root: str
+    key: str
+    src: SourceConfig
+    paths: tuple[str, ...]
+    label: str
+
+    @property
+    def input_bytes(self) -> int:
+        """Size on disk of the unit's inputs (for ordering and progress)."""
+        total = 0
+        for p in self.paths:
+            if os.path.isfile(p):
+                total += os.path.getsize(p)
+            else:
+                total += sum(os.path.getsize(os.path.join(r, f))
+                             for r, _, names in os.walk(p) for f in names)
+        return total
+
+
+@dataclass
+class UnitResult:
+    folder: str
+    backend: str
+
+
+class UnitTokenizer:
+    """Task function: ``(job) -> UnitResult``. ``threads``: the encoder's own threads
+    (1 in forked workers, every core when units run one at a time in this process)."""
+
+    def __init__(self, info: TokenizerInfo, backend: str, check_rate: float, threads: int,
+                 skip_bad: bool, batch_bytes: int):
+        self.info = info
+        self.backend = backend
+        self.check_rate = check_rate
+        self.threads = threads
+        self.skip_bad = skip_bad
+        self.batch_bytes = batch_bytes
+        self._encoder: Encoder | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_encoder": None}  # rebuilt in the receiving process
+
+    def prepare(self) -> Encoder:
+        """Load the tokenizer (once per process)."""
+        if self._encoder is None:
+            self._encoder = Encoder(self.info, self.backend, self.check_rate, self.threads)
+        return self._encoder
+
+    def __call__(self, job: UnitJob) -> UnitResult:
+        encoder = self.prepare()
+        unit = build_unit(job.root, job.key, job.src, job.paths, job.label, self.info,
+                          encoder, skip_bad=self.skip_bad, batch_bytes=self.batch_bytes)
+        return UnitResult(unit.folder, unit.meta.backend)
