@@ -17,8 +17,10 @@ lazily. A task function may have a ``prepare()`` method (load what every item ne
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 from instmix.errors import InstmixError
 
 Progress = Callable[[Any, Any], None]
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class Executor(Protocol):
@@ -84,7 +87,7 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("fork")
         results: list = [None] * len(items)
         with ProcessPoolExecutor(n, mp_context=ctx, initializer=_install,
-                                 initargs=(fn,)) as pool:
+                                 initargs=(fn, os.getpid())) as pool:
             index = {pool.submit(_call, item): k for k, item in enumerate(items)}
             for fut in as_completed(index):
                 status, value = fut.result()
@@ -101,8 +104,21 @@ class LocalExecutor:
 _TASK: list = []  # the task function of this worker process, set once by _install
 
 
-def _install(fn: Callable[[Any], Any]) -> None:
+def _install(fn: Callable[[Any], Any], parent: int) -> None:
     _TASK[:] = [fn]
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """On Linux, a worker is killed when the build process dies (even by ``kill -9``), so
+    no orphan keeps tokenizing; its temporary folder is then cleaned as abandoned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: workers end when their queue closes
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _call(item: Any) -> tuple[str, Any]:

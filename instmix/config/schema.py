@@ -52,7 +52,7 @@ class TokenizerSpec:
     bos_token: str | None = None
     add_bos: bool | None = None
     backend: str = "auto"
-    check_rate: float = 0.01
+    check_rate: float = 0.002
 
     @classmethod
     def parse(cls, where: str, value: Any, base_dir: Path) -> TokenizerSpec:
@@ -70,7 +70,7 @@ class TokenizerSpec:
             bos_token=value.get("bos_token"),
             add_bos=value.get("add_bos"),
             backend=choice(where, "tokenizer.backend", value.get("backend", "auto"), BACKENDS),
-            check_rate=number(where, "tokenizer.check_rate", value.get("check_rate", 0.01),
+            check_rate=number(where, "tokenizer.check_rate", value.get("check_rate", 0.002),
                                minimum=0),
         )
         if spec.check_rate > 1:

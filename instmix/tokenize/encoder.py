@@ -67,7 +67,7 @@ class Encoder:
     will fork workers (thread pools do not survive ``fork``).
     """
 
-    def __init__(self, info: TokenizerInfo, backend: str = "auto", check_rate: float = 0.01,
+    def __init__(self, info: TokenizerInfo, backend: str = "auto", check_rate: float = 0.002,
                  threads: int | None = None):
         self.info = info
         self.ref = info.reference()

@@ -61,22 +61,22 @@ def _cut_points(text: str, spans) -> list[tuple[int, int, bool]]:
     return pieces
 
 
-def _ranges(lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(n)`` for every n in ``lengths``."""
-    total = int(lengths.sum())
-    starts = np.cumsum(lengths) - lengths
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-
-
 def add_specials(ids: np.ndarray, lengths: np.ndarray, info: TokenizerInfo,
                  body_mask: np.ndarray | None, eos_trains: bool) -> Encoded:
-    """Lay out ``[BOS] ids EOS`` per document (and the mask: BOS never trains)."""
+    """Lay out ``[BOS] ids EOS`` per document (and the mask: BOS never trains).
+
+    One boolean pass places the ids (no per-token index arrays): ``body`` is False at
+    the BOS and EOS positions only.
+    """
     extra = 1 + int(info.add_bos)
     full = lengths + extra
     ends = np.cumsum(full)
     starts = ends - full
     out = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.uint32)
-    body = np.repeat(starts + int(info.add_bos), lengths) + _ranges(lengths)
+    body = np.ones(out.size, dtype=np.bool_)
+    body[ends - 1] = False
+    if info.add_bos:
+        body[starts] = False
     out[body] = ids
     if info.add_bos:
         out[starts] = info.bos_token_id

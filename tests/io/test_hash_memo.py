@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+from conftest import config, write_jsonl
+
+import instmix
 from instmix.io import hashing
 from instmix.io.hashing import HashMemo, hash_input
 
@@ -80,9 +83,6 @@ def test_folders_are_remembered_per_file(tmp_path):
 
 
 def test_a_warm_rebuild_reads_no_input_again(tmp_path, real_docs, monkeypatch):
-    import instmix
-    from conftest import config, write_jsonl
-
     files = [write_jsonl(tmp_path / f"p{i}.jsonl.zst", real_docs[i::2], "zst") for i in range(2)]
     for f in files:
         _old(f)
