@@ -227,28 +227,38 @@ def write_shards(stage: str, cfg: BuildConfig, info: TokenizerInfo, pools: list[
     return shards
 
 
+WRITE_RUN = 4096  # documents gathered per write
+
+
 def _write_docs(writer: ShardWriter, pools, located, names, sources, positions, bar) -> None:
-    done = 0
-    for s, j in zip(sources, positions):
-        unit_no, local = located[s]
-        pool = pools[s]
-        unit = pool.units[unit_no[j]]
-        i = int(local[j])
-        a, b = int(unit.offsets[i]), int(unit.offsets[i + 1])
-        ranges = pool.splices.get(int(pool.unit_starts[unit_no[j]]) + i) if pool.splices else None
-        if ranges is None:
-            tokens = unit.tokens[a:b]
-            mask = unit.mask[a:b] if unit.mask is not None else None
-        else:  # parts removed by the clean stage: the kept token ranges, joined
-            tokens = np.concatenate([unit.tokens[x:y] for x, y in ranges])
-            mask = (np.concatenate([unit.mask[x:y] for x, y in ranges])
-                    if unit.mask is not None else None)
-        writer.add(tokens, mask, unit.doc_id(i), names[s])
-        done += len(tokens)
-        if done >= 1 << 20:
-            bar.update(done)
-            done = 0
-    bar.update(done)
+    """Write documents in schedule order, gathered in runs of :data:`WRITE_RUN` (one write
+    per run; the bytes are those of one write per document)."""
+    views = [[(np.asarray(u.tokens), np.asarray(u.offsets),
+               None if u.mask is None else np.asarray(u.mask)) for u in p.units] for p in pools]
+    with_mask = any(m is not None for per in views for _, _, m in per)
+    for at in range(0, len(sources), WRITE_RUN):
+        parts, masks, lengths, ids, srcs = [], [], [], [], []
+        for s, j in zip(sources[at:at + WRITE_RUN], positions[at:at + WRITE_RUN]):
+            unit_no, local = located[s]
+            u = int(unit_no[j])
+            i = int(local[j])
+            tokens, offsets, mask = views[s][u]
+            pool = pools[s]
+            ranges = pool.splices.get(int(pool.unit_starts[u]) + i) if pool.splices else None
+            if ranges is None:
+                ranges = [(int(offsets[i]), int(offsets[i + 1]))]
+            # several ranges: parts removed by the clean stage, the kept token ranges joined
+            parts.extend(tokens[x:y] for x, y in ranges)
+            if with_mask:
+                masks.extend(mask[x:y] if mask is not None else np.ones(y - x, np.bool_)
+                             for x, y in ranges)
+            lengths.append(sum(y - x for x, y in ranges))
+            ids.append(pools[s].units[u].doc_id(i))
+            srcs.append(names[s])
+        run = np.concatenate(parts)
+        writer.add_run(run, np.asarray(lengths, dtype=np.int64),
+                       np.concatenate(masks) if with_mask else None, ids, srcs)
+        bar.update(len(run))
 
 
 def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list[np.ndarray],

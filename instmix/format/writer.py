@@ -76,6 +76,30 @@ class _Shard:
         self.stats.documents += 1
         self.stats.sources[src] = self.stats.sources.get(src, 0) + n
 
+    def add_run(self, tokens: np.ndarray, lengths: np.ndarray, mask: np.ndarray | None,
+                doc_ids: list[str], srcs: list[str]) -> None:
+        """Append documents laid end to end in ``tokens`` (``lengths`` tokens each): the
+        same bytes as :meth:`add` per document, in one write."""
+        start = self.stats.tokens
+        buf = memoryview(np.ascontiguousarray(tokens, dtype=self.dtype)).cast("B")
+        self.tok.write(buf)
+        self.sha.update(buf)
+        if self.mask is not None:
+            m = np.ones(len(tokens), dtype=np.bool_) if mask is None else \
+                np.ascontiguousarray(mask)
+            mb = memoryview(m).cast("B")
+            self.mask.write(mb)
+            self.mask_sha.update(mb)
+            self.stats.loss_tokens += int(m.sum())
+        ends = (start + np.cumsum(lengths)).tolist()
+        starts = [start] + ends[:-1]
+        self.csv.writerows(zip(starts, ends, doc_ids, srcs))
+        per = self.stats.sources
+        for n, src in zip(lengths.tolist(), srcs):
+            per[src] = per.get(src, 0) + n
+        self.stats.tokens += len(tokens)
+        self.stats.documents += len(doc_ids)
+
     def close(self) -> ShardStats:
         self.tok.close()
         self.text.close()
@@ -107,6 +131,30 @@ class ShardWriter:
             cur = self._cur = _Shard(self.folder, len(self.shards), self.dtype, self.with_mask,
                                      self.prefix)
         cur.add(tokens, mask, doc_id, src)
+
+    def add_run(self, tokens: np.ndarray, lengths: np.ndarray, mask: np.ndarray | None,
+                doc_ids: list[str], srcs: list[str]) -> None:
+        """Append many documents at once (``tokens`` end to end, ``lengths`` each); shards
+        are cut exactly where :meth:`add` would cut them."""
+        ends = np.cumsum(lengths)
+        done = 0
+        while done < len(lengths):
+            cur = self._cur
+            base = int(ends[done - 1]) if done else 0
+            room = self.shard_tokens - (cur.stats.tokens if cur is not None else 0)
+            fit = int(np.searchsorted(ends[done:] - base, room, side="right"))
+            if cur is None or (cur.stats.tokens and fit == 0):
+                if cur is not None:
+                    self.shards.append(cur.close())
+                cur = self._cur = _Shard(self.folder, len(self.shards), self.dtype,
+                                         self.with_mask, self.prefix)
+                fit = int(np.searchsorted(ends[done:] - base, self.shard_tokens, side="right"))
+            take = max(fit, 1)  # a document longer than a shard gets a shard of its own
+            a, b = base, int(ends[done + take - 1])
+            cur.add_run(tokens[a:b], lengths[done:done + take],
+                        None if mask is None else mask[a:b], doc_ids[done:done + take],
+                        srcs[done:done + take])
+            done += take
 
     def close(self) -> list[ShardStats]:
         if self._cur is not None:
