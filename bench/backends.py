@@ -6,7 +6,8 @@ For each tokenizer (OLMo's GPT-NeoX file and OLMo 2's dolma2 file) and each back
 process on the same in-memory texts: tokens/s, and how many documents get ids different
 from the reference (``tokenizers`` ``encode_batch_fast`` with special-token strings encoded
 as text, which is what instmix builds with). A backend is fit for instmix only with zero
-differing documents. Candidates: instmix's tiktoken encoder (:mod:`instmix.tokenize.bpe_fast`) and
+differing documents. Candidates: instmix's tiktoken encoder (:mod:`instmix.tokenize.bpe_fast`),
+instmix's gigatoken backend (:mod:`instmix.tokenize.bpe_giga`: special tokens as text) and
 ``tokie`` (when installed; it is not an instmix dependency).
 """
 
@@ -73,6 +74,8 @@ def main() -> None:
         rows = [("tokenizers (reference)", ref, ref_s)]
         fast = load(path, threads=os.cpu_count() or 1)
         rows.append(("instmix tiktoken",) + run(fast.encode, texts))
+        giga = Encoder(info, backend="gigatoken", check_rate=0)
+        rows.append(("instmix gigatoken 0.10.0",) + run(giga.encode, texts))
         try:
             import tokie
 

@@ -1,6 +1,6 @@
 """End-to-end build throughput against the raw tokenizers, in one run (issue 12).
 
-    python bench/corpus.py && flock /tmp/bench.lock python bench/build.py
+    python bench/corpus.py && python bench/build.py     # measures under flock /tmp/bench.lock
 
 On the benchmark corpus (``bench/corpus.py``, 53 MB of real English text), OLMo 2's dolma2
 tokenizer (``tests/fixtures/dolma2-tokenizer.json``), every figure from this one run:
@@ -221,6 +221,9 @@ def main() -> None:
     ap.add_argument("--json", default=os.path.join(HERE, "out", "build.json"))
     ap.add_argument("--short-rows", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="a small slice, to debug the script")
+    ap.add_argument("--lock", default="/tmp/bench.lock",
+                    help="taken (flock) after preparing the data, for the measuring runs only "
+                    "('' for none)")
     ap.add_argument("--raw", help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -263,6 +266,12 @@ def main() -> None:
         shorts.append(path)
     del rows, orca_rows
 
+    if args.lock:
+        import fcntl
+
+        lock = open(args.lock, "a")
+        print(f"data ready; waiting for {args.lock}", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the process ends
     cores = os.sched_getaffinity(0)
     load_start = os.getloadavg()[0]
     print(f"{len(cores)} cores, Python {platform.python_version()}, load average "

@@ -10,6 +10,7 @@ import pytest
 from conftest import DOLMA2_TOKENIZER, OLMO_TOKENIZER, config, write_jsonl
 
 import instmix
+from instmix.builder import pipeline
 from instmix.builder.pipeline import SMALL_WORK_BYTES, choose_backend
 from instmix.config import TokenizerSpec
 from instmix.tokenize.cache import build_unit
@@ -128,3 +129,20 @@ def test_builds_are_byte_identical_across_backends(tmp_path, real_docs, path):
         outs.append({n: open(os.path.join(tmp_path, backend, n), "rb").read()
                      for n in sorted(os.listdir(tmp_path / backend))})
     assert outs[0] == outs[1] == outs[2]
+
+
+def test_auto_builds_with_gigatoken_above_the_small_work_size(tmp_path, real_docs, monkeypatch):
+    files = [write_jsonl(tmp_path / "in" / f"p{i}.jsonl.zst", real_docs[i::2], "zst")
+             for i in range(2)]
+    backends = []
+    for limit, name in ((1 << 40, "small"), (0, "large")):
+        monkeypatch.setattr(pipeline, "SMALL_WORK_BYTES", limit)
+        cache = tmp_path / f"cache-{name}"
+        instmix.build(instmix.load_config(config(
+            tmp_path, [{"name": "a", "paths": files}], output=str(tmp_path / name),
+            cache_dir=str(cache))))
+        backends.append({json.load(open(cache / k / "meta.json"))["backend"]
+                         for k in os.listdir(cache) if "." not in k})
+    assert backends == [{"hf"}, {"gigatoken"}]
+    assert (tmp_path / "small" / "part-00000.npy").read_bytes() == \
+        (tmp_path / "large" / "part-00000.npy").read_bytes()

@@ -32,8 +32,8 @@ class GigaBPE:
     thread pool (never inside a forked worker: its pool does not survive ``fork``)."""
 
     def __init__(self, spec: dict, parallel: bool):
-        try:  # optional dependency (the `fast` extra); absent means the next backend
-            import gigatoken
+        try:
+            import gigatoken  # lazy: loaded only for this backend; absent means the next one
             from gigatoken.gigatoken_rs import BPETokenizer
         except ImportError as e:
             raise Unsupported(f"gigatoken is not installed ({e})") from None
