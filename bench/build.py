@@ -84,23 +84,26 @@ def changed_copy(rows: list[dict], k: int) -> list[dict]:
 
 
 def short_rows(rows: list[dict], want: int, tokenizer: str) -> list[dict]:
-    """OpenOrca-like rows of <= 300 tokens: a question of 1-2 lines, a response of 1-4."""
-    from tokenizers import Tokenizer
+    """OpenOrca-like rows of <= 300 tokens (as built, EOS included): a question of 1-2
+    lines, a response of 1-4, from the corpus's lines; longer rows are left out."""
+    from instmix.config import TokenizerSpec
+    from instmix.tokenize.encoder import Encoder
+    from instmix.tokenize.facts import load_tokenizer_info
 
-    tok = Tokenizer.from_file(tokenizer)
+    enc = Encoder(load_tokenizer_info(TokenizerSpec(path=tokenizer)), "gigatoken", 0)
     lines = [ln.strip() for r in rows for ln in r["text"].split("\n") if len(ln.strip()) > 20]
     out, i, n = [], 0, len(lines)
     while len(out) < want:
-        q_len, r_len = 1 + i % 2, 1 + (i // 2) % 4
-        q = " ".join(lines[(i + j) % n] for j in range(q_len))[:400]
-        r = " ".join(lines[(i + q_len + j) % n] for j in range(r_len))[:800]
-        out.append({"question": f"Q{len(out)}: {q}", "response": r})
-        i += q_len + r_len
-    step = max(1, len(out) // 2000)
-    sample = [f"{r['question']} {r['response']}" for r in out[::step]]
-    longest = max(len(e.ids) for e in tok.encode_batch_fast(sample, add_special_tokens=False))
-    assert longest <= 300, longest
-    return out
+        batch = []
+        for _ in range(want - len(out) + 1000):
+            q_len, r_len = 1 + i % 2, 1 + (i // 2) % 4
+            q = " ".join(lines[(i + j) % n] for j in range(q_len))[:400]
+            r = " ".join(lines[(i + q_len + j) % n] for j in range(r_len))[:800]
+            batch.append({"question": f"Q{i}: {q}", "response": r})
+            i += q_len + r_len
+        _, lengths = enc.encode([f"{b['question']} {b['response']}" for b in batch])
+        out.extend(b for b, k in zip(batch, lengths.tolist()) if k + 1 <= 300)
+    return out[:want]
 
 
 # -- raw tokenizers, each in a fresh subprocess ------------------------------------------------
