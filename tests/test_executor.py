@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from instmix.errors import InputError
 
 
 class _Task:
-    def __init__(self):
+    def __init__(self, delay: float = 0.0):
         self.prepared = 0
+        self.delay = delay  # long enough that every worker gets items, even on a busy machine
 
     def prepare(self):
         self.prepared += 1
@@ -24,12 +26,13 @@ class _Task:
     def __call__(self, item):
         if item == "bad":
             raise InputError("f.jsonl", 3, "text", "missing")
+        time.sleep(self.delay)
         return item * 2, os.getpid(), self.prepared
 
 
 def test_results_come_in_input_order_from_several_processes():
     seen = []
-    task = _Task()
+    task = _Task(delay=0.5)
     out = LocalExecutor(2).map(task, list(range(8)), progress=lambda i, r: seen.append(i))
     assert [r[0] for r in out] == [2 * i for i in range(8)]
     assert len({r[1] for r in out}) == 2 and os.getpid() not in {r[1] for r in out}
