@@ -49,9 +49,9 @@ def count_encodes(monkeypatch):
     seen = []
     real = Encoder.encode
 
-    def counting(self, texts):
+    def counting(self, texts, **kw):
         seen.extend(texts)
-        return real(self, texts)
+        return real(self, texts, **kw)
 
     monkeypatch.setattr(Encoder, "encode", counting)
     return seen
@@ -78,6 +78,7 @@ def planted(tmp_path, real_docs):
 
 
 def _config(tmp, **kw):
+    kw.setdefault("workers", 1)  # tokenize in this process: count_encodes sees the texts
     return config(tmp, [{"name": "a", "paths": [str(tmp / "a.jsonl")], "id_field": "id"},
                         {"name": "b", "paths": [str(tmp / "b.jsonl")], "id_field": "id"}],
                   **kw)
