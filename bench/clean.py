@@ -118,9 +118,10 @@ def main() -> None:
     if args.phase:
         phase(args.phase, args.config, args.workers)
         return
-    files = sorted(glob.glob(os.path.join(args.corpus, "*.jsonl.zst")))
+    files = sorted(glob.glob(os.path.join(os.path.abspath(args.corpus), "*.jsonl.zst")))
     if not files:
         raise SystemExit(f"no corpus in {args.corpus}: run python bench/corpus.py first")
+    args.work = os.path.abspath(args.work)  # the configs hold absolute paths
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
     twice = os.path.join(args.work, "twice")
