@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--rank", type=int, default=0, help="this process's rank (default 0)")
     p.add_argument("--world-size", type=int, default=1,
                    help="number of processes sharing the blocks (default 1)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="make failed entries again (and what followed them in their block)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -31,7 +33,8 @@ def run(args) -> int:
     if args.out:
         cfg = replace(cfg, output=os.path.abspath(args.out))
     stats = augment(cfg, ctx=RunContext(args.rank, args.world_size),
-                    progress=Progress(False if args.no_progress else None))
+                    progress=Progress(False if args.no_progress else None),
+                    retry_failed=args.retry_failed)
     t = stats["totals"]
     status = ", ".join(f"{k} {v:,}" for k, v in t.get("status", {}).items())
     print(f"augmented {cfg.output}: {t.get('texts', 0):,} texts from {t.get('docs', 0):,} "

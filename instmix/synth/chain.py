@@ -92,36 +92,48 @@ def chunk_bounds(n: int, rounds: int) -> list[tuple[int, int]]:
     return [(r * size, min(n, (r + 1) * size)) for r in range(rounds) if r * size < n]
 
 
+def plan_one(position: int, text: Text, chain: Sequence[Entry], ctx: Sequence[int],
+             encoder: PromptEncoder, demo_cache: Mapping[str, list[int]]) -> Planned:
+    """Plan text ``text`` (at ``position`` of its round) after ``chain`` (its slot's entries
+    so far). ``demo_cache`` must hold the demo ids of ``chain``'s entries when its last
+    entry is ``ok``."""
+    overhead = encoder.overhead
+    fresh = "first"
+    if chain:
+        fresh = "no_pairs"
+        if chain[-1].status == "ok":
+            pieces = [demo_cache[e.id] for e in chain]
+            size = sum(len(p) + 2 for p in pieces) + 1 + len(ctx)
+            if size <= encoder.limit:
+                return Planned(position, text, chain[0].chain_id, tuple(chain),
+                               encoder.assemble(pieces, ctx), len(ctx) + 1 - overhead, None)
+            fresh = "too_long"
+    return Planned(position, text, text.id, (), encoder.assemble([], ctx),
+                   len(ctx) + 1 - overhead, fresh)
+
+
+def missing_demos(chains: Sequence[Sequence[Entry]], demo_cache: Mapping[str, list[int]]
+                  ) -> list[Entry]:
+    """Entries of continuable chains whose demo ids are not in ``demo_cache`` (once each)."""
+    wanted = {e.id: e for chain in chains if chain and chain[-1].status == "ok"
+              for e in chain if e.id not in demo_cache}
+    return list(wanted.values())
+
+
 def plan_round(chunk: Sequence[Text], chains: Sequence[tuple[Entry, ...]],
                ctx_ids: Mapping[str, list[int]], encoder: PromptEncoder,
                demo_cache: dict[str, list[int]]) -> list[Planned]:
     """Plan the prompts of one round; ``chains[j]`` is the chain text j may continue."""
-    wanted = {e.id: e for j in range(min(len(chunk), len(chains))) for e in chains[j]
-              if chains[j][-1].status == "ok" and e.id not in demo_cache}
-    if wanted:
-        entries = list(wanted.values())
-        for e, ids in zip(entries, encoder.demo_ids([e.demo for e in entries])):
-            demo_cache[e.id] = ids
-    overhead = encoder.overhead
-    plans = []
-    for j, text in enumerate(chunk):
-        ctx = ctx_ids[text.id]
-        chain = chains[j] if j < len(chains) else ()
-        fresh = "first"
-        if chain:
-            fresh = "no_pairs"
-            if chain[-1].status == "ok":
-                pieces = [demo_cache[e.id] for e in chain]
-                size = sum(len(p) + 2 for p in pieces) + 1 + len(ctx)
-                if size <= encoder.limit:
-                    plans.append(Planned(j, text, chain[0].chain_id, chain,
-                                         encoder.assemble(pieces, ctx), len(ctx) + 1 - overhead,
-                                         None))
-                    continue
-                fresh = "too_long"
-        plans.append(Planned(j, text, text.id, (), encoder.assemble([], ctx),
-                             len(ctx) + 1 - overhead, fresh))
-    return plans
+    entries = missing_demos(chains[:len(chunk)], demo_cache)
+    for e, ids in zip(entries, encoder.demo_ids([e.demo for e in entries])):
+        demo_cache[e.id] = ids
+    return [plan_one(j, text, chains[j] if j < len(chains) else (), ctx_ids[text.id],
+                     encoder, demo_cache) for j, text in enumerate(chunk)]
+
+
+def extend_chain(chain: tuple[Entry, ...], entry: Entry) -> tuple[Entry, ...]:
+    """The slot's chain after ``entry``: continued when it had demonstrations, else anew."""
+    return chain + (entry,) if entry.shot else (entry,)
 
 
 def make_entry(plan: Planned, round_: int, text: str | None, output_tokens: int,

@@ -57,7 +57,7 @@ class SynthesizerConfig:
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str | None = None
-    concurrency: int = 32
+    concurrency: int = 256
     retries: int = 5
     timeout: float = 600.0
     prompt_format: str = "tokens"
@@ -120,13 +120,14 @@ class SynthesizerConfig:
             base_url=string(where, key + ".base_url",
                              value.get("base_url", "http://127.0.0.1:8000/v1")).rstrip("/"),
             api_key_env=_opt_str(where, key + ".api_key_env", value.get("api_key_env")),
-            concurrency=num("concurrency", 32, minimum=1, integer=True),
+            concurrency=num("concurrency", 256, minimum=1, integer=True),
             retries=num("retries", 5, minimum=0, integer=True),
             timeout=num("timeout", 600.0, minimum=0, strict=True),
             prompt_format=choice(where, key + ".prompt_format",
                                   value.get("prompt_format", "tokens"), PROMPT_FORMATS),
             options=_mapping(where, key + ".options", value.get("options", {})),
         )
+        check_speculative(where, cfg.engine_args.get("speculative_config"))
         if cfg.gpu_memory_utilization > 1:
             raise ConfigError(where, key + ".gpu_memory_utilization", "must be at most 1")
         if cfg.prompt_limit < MIN_TEXT_TOKENS:
@@ -181,13 +182,9 @@ class AugmentConfig:
     block_size: int = 1024
     checkpoint_every: int = 2048
     skip_bad_records: bool = False
+    max_failure_rate: float = 0.1
     ray: RayConfig | None = None
     where: str = "<dict>"
-
-    @property
-    def batches_per_part(self) -> int:
-        """Checkpoints fall on whole batches: ``ceil(checkpoint_every / batch_size)``."""
-        return -(-self.checkpoint_every // self.synthesizer.batch_size)
 
 
 _TOP_KEYS = {f.name for f in fields(AugmentConfig)} - {"where"}
@@ -209,8 +206,19 @@ def load_augment_config(source: str | os.PathLike | Mapping, *, base_dir: str | 
     skip = data.get("skip_bad_records", False)
     if not isinstance(skip, bool):
         raise ConfigError(where, "skip_bad_records", "expected true or false")
+    synth = SynthesizerConfig.parse(where, data["synthesizer"], base)
+    ray = RayConfig.parse(where, data.get("ray"))
+    if ray is not None and synth.engine == "vllm" and \
+            ray.gpus_per_replica < synth.tensor_parallel_size:
+        raise ConfigError(where, "ray.gpus_per_replica",
+                          f"{ray.gpus_per_replica:g} is less than synthesizer."
+                          f"tensor_parallel_size ({synth.tensor_parallel_size}); give each "
+                          "replica at least one GPU per tensor-parallel rank")
+    rate = number(where, "max_failure_rate", data.get("max_failure_rate", 0.1), minimum=0)
+    if not rate <= 1:
+        raise ConfigError(where, "max_failure_rate", "must be at most 1 (a share of prompts)")
     return AugmentConfig(
-        synthesizer=SynthesizerConfig.parse(where, data["synthesizer"], base),
+        synthesizer=synth,
         sources=sources,
         output=resolve_path(base, string(where, "output", data["output"])),
         rounds=number(where, "rounds", data.get("rounds", 2), minimum=1, integer=True),
@@ -219,9 +227,36 @@ def load_augment_config(source: str | os.PathLike | Mapping, *, base_dir: str | 
         checkpoint_every=number(where, "checkpoint_every", data.get("checkpoint_every", 2048),
                                  minimum=1, integer=True),
         skip_bad_records=skip,
-        ray=RayConfig.parse(where, data.get("ray")),
+        max_failure_rate=rate,
+        ray=ray,
         where=where,
     )
+
+
+NGRAM_METHODS = ("ngram", "ngram_gpu")
+
+
+def check_speculative(where: str, spec: Any) -> None:
+    """``engine_args.speculative_config`` for n-gram (prompt-lookup) speculation: a method,
+    ``num_speculative_tokens`` K >= 1 and ``prompt_lookup_min <= prompt_lookup_max``.
+    Other methods go to vLLM unchecked."""
+    key = "synthesizer.engine_args.speculative_config"
+    if spec is None:
+        return
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("method"), str):
+        raise ConfigError(where, key, "expected a mapping with a method (e.g. {method: "
+                          "ngram, num_speculative_tokens: 4, prompt_lookup_max: 4})")
+    if spec["method"] not in NGRAM_METHODS:
+        return
+    k = number(where, key + ".num_speculative_tokens", spec.get("num_speculative_tokens"),
+                minimum=1, integer=True)
+    hi = number(where, key + ".prompt_lookup_max", spec.get("prompt_lookup_max", k),
+                 minimum=1, integer=True)
+    lo = number(where, key + ".prompt_lookup_min", spec.get("prompt_lookup_min", 1),
+                 minimum=1, integer=True)
+    if lo > hi:
+        raise ConfigError(where, key + ".prompt_lookup_min",
+                          f"{lo} is more than prompt_lookup_max ({hi})")
 
 
 def _opt_str(where: str, key: str, value: Any) -> str | None:

@@ -11,6 +11,7 @@ from instmix.tokenize.cache import format_key
 from instmix.tokenize.facts import tokenizer_json_path
 
 from .config import AugmentConfig
+from .output import PLAN_VERSION
 
 
 def iter_documents(cfg: AugmentConfig, skipped: dict) -> Iterator[tuple[str, str]]:
@@ -48,9 +49,9 @@ def plan_fingerprint(cfg: AugmentConfig) -> dict:
         sources.append({"name": src.name, "format": format_key(src),
                         "inputs": [[label, [hash_input(p) for p in paths]]
                                    for paths, label in units]})
-    return {"format": "instmix-augment", "version": 1, "rounds": cfg.rounds,
+    return {"format": "instmix-augment", "version": PLAN_VERSION, "rounds": cfg.rounds,
             "block_size": cfg.block_size, "checkpoint_every": cfg.checkpoint_every,
-            "batch_size": s.batch_size, "max_model_len": s.max_model_len,
-            "max_new_tokens": s.max_new_tokens,
+            "engine": s.engine, "model": s.model, "prompt_format": s.prompt_format,
+            "max_model_len": s.max_model_len, "max_new_tokens": s.max_new_tokens,
             "tokenizer_sha256": sha256_file(tokenizer_json_path(s.tokenizer)),
             "sources": sources}

@@ -7,6 +7,9 @@ entries by round, and rendered by :func:`~instmix.synth.templates.render_chain` 
 source's ``options.template_seed`` (default 0). ``spans`` are the answers' characters;
 ``parts`` are the pairs (question, answer, their text) in chain order and ``cuts`` the
 rendered characters that go with each, so the clean stage can remove one pair.
+An entry with ``status: failed`` (the engine gave no answer) is never rendered: it is
+left out of its chain and counted as ``failed_entry`` in the source's skipped records
+(rerun ``instmix augment --retry-failed`` to make it again).
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ def iter_chains(paths: Sequence[str], *, skip_bad: bool, stats: dict
         chains: dict[str, dict[int, tuple[str, tuple]]] = {}
         for path in group:
             for line, rec in iter_records(path, skip_bad=skip_bad, stats=stats):
+                if isinstance(rec, Mapping) and rec.get("status") == "failed":
+                    _count(stats, "failed_entry")
+                    continue
                 try:
                     chain_id, rnd, context, pairs = read_entry(rec, path, line)
                 except InputError:

@@ -5,19 +5,25 @@ OUTPUT/
   augment.json                        settings and input fingerprints (checked on resume)
   part-BBBBBB-rR-PPPP.jsonl.zst       entries of block B, round R, checkpoint P
   stats.json                          totals over finished blocks, throughput per session
-  _state/block-BBBBBB.json            block B finished: its counts
+  _state/block-BBBBBB.json            block B finished: its counts and its parts' sha256
+  _state/cache-BBBBBB-rR-PPPP.json    prefix-cache figures of a part's entries (timing facts)
   _state/session-RANK-START.json      one run's throughput
 ```
 
 Every file is written under an owner-marked temporary name (:mod:`instmix.io.atomic`) and
 renamed when complete, so a run killed at any moment leaves only whole files; temporary files of dead
-processes of this host are removed on the next start (other hosts' are left alone). Part names and contents are a pure function of the plan, so
-a resumed run writes exactly the files an uninterrupted run would.
+processes of this host are removed on the next start (other hosts' are left alone). Part
+names and contents are a pure function of the plan, so a resumed run writes exactly the
+files an uninterrupted run would. Parts are one zstd frame with a content checksum; a
+finished block's marker lists its parts' sha256, checked on resume (a damaged or missing
+part sends its block back to work).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -27,15 +33,16 @@ import zstandard
 from instmix.errors import ConfigError, InputError, InstmixError
 from instmix.io.atomic import clean_stale_in
 from instmix.io.atomic import write_atomic as atomic_write
-from instmix.io.readers import iter_jsonl
 
 from .chain import Entry
+
+log = logging.getLogger(__name__)
 
 PLAN_FILE = "augment.json"
 STATS_FILE = "stats.json"
 STATE_DIR = "_state"
 PART_RE = re.compile(r"^part-(\d{6})-r(\d+)-(\d{4})\.jsonl\.zst$")
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
 def part_name(block: int, round_: int, index: int) -> str:
@@ -47,8 +54,30 @@ def dump_json(data) -> bytes:
 
 
 def encode_entries(entries: Iterable[Entry]) -> bytes:
+    """One zstd frame with its content size and checksum."""
     lines = [json.dumps(e.to_json(), ensure_ascii=False) for e in entries]
-    return zstandard.ZstdCompressor(level=3).compress(("\n".join(lines) + "\n").encode())
+    return zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True
+                                    ).compress(("\n".join(lines) + "\n").encode())
+
+
+def decode_entries(path: str, data: bytes) -> list[Entry]:
+    """Entries of a part file; a truncated, damaged or foreign file is an InputError."""
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(data)
+        text = raw.decode("utf-8")
+    except (zstandard.ZstdError, UnicodeDecodeError) as e:
+        raise InputError(path, None, None, f"damaged part ({e})") from None
+    entries = []
+    for line, s in enumerate(text.splitlines(), 1):
+        try:
+            entries.append(Entry.from_json(json.loads(s)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(path, line, None, f"not an augment entry ({e})") from None
+    return entries
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class OutputDir:
@@ -81,32 +110,95 @@ class OutputDir:
         for folder in (self.root, self.state):
             clean_stale_in(folder)
 
-    def block_parts(self, block: int) -> dict[str, list[Entry]]:
-        """The finished parts of ``block``, read back."""
+    def part_names(self, block: int) -> list[str]:
         if self._parts is None:
             self._parts = {}
             for name in sorted(os.listdir(self.root)):
                 m = PART_RE.match(name)
                 if m:
                     self._parts.setdefault(int(m.group(1)), []).append(name)
-        return {name: self.read_part(name) for name in self._parts.get(block, [])}
+        return self._parts.get(block, [])
+
+    def block_parts(self, block: int, *, skip_failed_from: bool = False
+                    ) -> dict[str, list[Entry]]:
+        """The readable parts of ``block``; a damaged one is left out (it is made again).
+        ``skip_failed_from``: also leave out, from the first round holding a failed entry,
+        every part of that round and later ones (``--retry-failed``)."""
+        parts = {}
+        for name in self.part_names(block):
+            path = os.path.join(self.root, name)
+            try:
+                with open(path, "rb") as f:
+                    parts[name] = decode_entries(path, f.read())
+            except InputError as e:
+                log.warning("%s; it will be made again", e)
+        if skip_failed_from:
+            failed = [int(PART_RE.match(n).group(2)) for n, es in parts.items()
+                      if any(e.status == "failed" for e in es)]
+            if failed:
+                first = min(failed)
+                parts = {n: es for n, es in parts.items()
+                         if int(PART_RE.match(n).group(2)) < first}
+        return parts
 
     def read_part(self, name: str) -> list[Entry]:
         path = os.path.join(self.root, name)
-        entries = []
-        for line, obj in iter_jsonl(path):
-            try:
-                entries.append(Entry.from_json(obj))
-            except (KeyError, TypeError, ValueError) as e:
-                raise InputError(path, line, None, f"not an augment entry ({e})") from None
-        return entries
+        with open(path, "rb") as f:
+            return decode_entries(path, f.read())
 
-    def write_part(self, name: str, entries: Sequence[Entry]) -> None:
-        atomic_write(os.path.join(self.root, name), encode_entries(entries))
+    def write_part(self, name: str, entries: Sequence[Entry]) -> str:
+        """Write a part; returns its sha256."""
+        data = encode_entries(entries)
+        atomic_write(os.path.join(self.root, name), data)
+        return sha256_bytes(data)
+
+    def write_cache(self, name: str, info: dict) -> None:
+        atomic_write(os.path.join(self.state, "cache-" + name[5:-10] + ".json"),
+                     dump_json(info))
+
+    def read_cache(self, name: str) -> dict | None:
+        path = os.path.join(self.state, "cache-" + name[5:-10] + ".json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
 
     def done_blocks(self) -> set[int]:
         return {int(n[6:12]) for n in os.listdir(self.state)
                 if n.startswith("block-") and n.endswith(".json")}
+
+    def check_done(self, block: int) -> str | None:
+        """Why finished block ``block`` must be made again (a part missing, damaged or
+        holding a failed entry is reported by the caller), or None when it is intact."""
+        with open(os.path.join(self.state, f"block-{block:06d}.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        for name, digest in sorted(info.get("parts", {}).items()):
+            path = os.path.join(self.root, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                return f"{path}: missing"
+            if sha256_bytes(data) != digest:
+                return f"{path}: changed since it was written (sha256 differs)"
+        return None
+
+    def part_digests(self, names: Sequence[str]) -> dict[str, str]:
+        """sha256 of each named part file, read back from storage."""
+        out = {}
+        for name in names:
+            with open(os.path.join(self.root, name), "rb") as f:
+                out[name] = sha256_bytes(f.read())
+        return out
+
+    def block_info(self, block: int) -> dict:
+        with open(os.path.join(self.state, f"block-{block:06d}.json"), encoding="utf-8") as f:
+            return json.load(f)
+
+    def unmark(self, block: int) -> None:
+        """Send a finished block back to work (its marker is this program's own file)."""
+        os.remove(os.path.join(self.state, f"block-{block:06d}.json"))
 
     def mark_done(self, block: int, info: dict) -> None:
         atomic_write(os.path.join(self.state, f"block-{block:06d}.json"), dump_json(info))

@@ -38,6 +38,22 @@ def block_stats(entries: Iterable[Entry], *, docs: int, split_docs: int) -> dict
     }
 
 
+def cache_stats(part) -> dict:
+    """Prefix-cache figures of a part: per entry ``[cached, reusable]`` (None: unknown) and
+    sums over the entries where both are known; ``hit_tokens`` counts cached tokens up to
+    the reusable ones (the common prefix with the chain's previous prompt)."""
+    cached = reusable = hit = 0
+    per = {}
+    for e, (c, r) in zip(part.entries, part.cache):
+        per[e.id] = [c, r]
+        if c is not None and r is not None:
+            cached += c
+            reusable += r
+            hit += min(c, r)
+    return {"cached_tokens": cached, "reusable_tokens": reusable, "hit_tokens": hit,
+            "entries": per}
+
+
 def merge(stats: Iterable[Mapping]) -> dict:
     """Sum of counters, nested dicts included (histogram keys sorted numerically)."""
     total: dict = {}

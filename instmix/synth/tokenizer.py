@@ -52,6 +52,13 @@ class SynthTokenizer:
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.encode_batch(texts)]
 
+    def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
+        """Many id lists -> texts in one call; special tokens are left out."""
+        if not batch:
+            return []
+        return self._tok.decode_batch([[int(i) for i in ids] for ids in batch],
+                                      skip_special_tokens=True)
+
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         """Ids -> text; by default special tokens (BOS/EOS) are left out."""
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

@@ -13,7 +13,7 @@ import pytest
 
 from instmix.errors import InstmixError
 from instmix.synth.config import SynthesizerConfig
-from instmix.synth.engines.base import Request, create_engine, run_batches
+from instmix.synth.engines.base import EngineUnavailable, Request, create_engine, run_batches
 from instmix.synth.tokenizer import SynthTokenizer
 
 OUT = "<QUE> Who? <ANS> Ann </END>"
@@ -52,6 +52,42 @@ class FakeVllm:
                         finish_reason="stop")]) for i, p in enumerate(prompts)]
                 return outs[::-1] if fake.reverse_batches and len(outs) > 1 else outs
 
+        class Engine:
+            """The step loop: each step finishes the oldest unfinished request."""
+
+            def __init__(self):
+                self.queue, self.added = [], []
+                self.steps = 0
+                self.vllm_config = types.SimpleNamespace(
+                    scheduler_config=types.SimpleNamespace(max_num_seqs=8),
+                    cache_config=types.SimpleNamespace(num_gpu_blocks=100, block_size=16))
+
+            def add_request(self, request_id, prompt, params):
+                if len(prompt["prompt_token_ids"]) > fake.max_len:
+                    raise ValueError("prompt too long")
+                self.added.append((request_id, prompt, params))
+                self.queue.append((request_id, prompt["prompt_token_ids"]))
+
+            def has_unfinished_requests(self):
+                return bool(self.queue)
+
+            def step(self):
+                self.steps += 1
+                if fake.die_at_step and self.steps >= fake.die_at_step:
+                    raise RuntimeError("EngineDeadError: engine core died")
+                if not self.queue or self.steps % 2:
+                    return []  # a decode step where nothing finishes
+                rid, ids = self.queue.pop(0)
+                reason = "abort" if fake.abort_token in ids else "stop"
+                return [types.SimpleNamespace(
+                    request_id=rid, prompt_token_ids=ids, finished=True,
+                    num_cached_tokens=len(ids) // 2, outputs=[types.SimpleNamespace(
+                        index=0, text="", token_ids=list(fake.answer_ids),
+                        finish_reason=reason)])]
+
+        fake.die_at_step, fake.abort_token = 0, -1
+        fake.engine = Engine()
+        LLM.llm_engine = fake.engine
         mod.LLM, mod.SamplingParams = LLM, SamplingParams
         self.module = mod
 
@@ -92,6 +128,27 @@ def test_vllm_request_building(fake_vllm, tok, tiny_tokenizer):
                                                         "stop")]
 
 
+def test_vllm_ngram_speculation_passes_through_checked(fake_vllm, tok, tiny_tokenizer, tmp_path):
+    from instmix.errors import ConfigError
+
+    spec = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4,
+            "prompt_lookup_min": 2}
+    cfg = SynthesizerConfig.parse("<dict>", {"engine": "vllm", "model": "/m",
+                                             "tokenizer": tiny_tokenizer,
+                                             "engine_args": {"speculative_config": spec}},
+                                  tmp_path)
+    create_engine(cfg, tok)
+    assert fake_vllm.llm_kwargs["speculative_config"] == spec
+    for bad, message in [({"method": "ngram"}, "num_speculative_tokens: expected a number"),
+                         ({**spec, "prompt_lookup_min": 5}, "prompt_lookup_min: 5 is more"),
+                         ({**spec, "num_speculative_tokens": 0}, "must be >= 1"),
+                         ("ngram", "expected a mapping with a method")]:
+        with pytest.raises(ConfigError, match=message):
+            SynthesizerConfig.parse("<dict>", {"engine": "vllm", "model": "/m",
+                                               "engine_args": {"speculative_config": bad}},
+                                    tmp_path)
+
+
 def test_vllm_over_long_prompt_does_not_sink_the_batch(fake_vllm, tok, tiny_tokenizer):
     engine = create_engine(_cfg("vllm", tiny_tokenizer, max_model_len=150,
                                 max_new_tokens=50), tok)
@@ -112,19 +169,54 @@ def test_vllm_outputs_checked_against_their_prompts(fake_vllm, tok, tiny_tokeniz
     assert res["a"].text == OUT and res["b"].text == OUT and res["a"].error is None
 
 
+def test_vllm_step_loop_returns_each_result_as_it_finishes(fake_vllm, tok, tiny_tokenizer):
+    engine = create_engine(_cfg("vllm", tiny_tokenizer, max_model_len=150,
+                                max_new_tokens=50), tok)
+    assert engine.capacity == 9 and engine.kv_tokens == 1600  # max_num_seqs + 1/8
+    engine.submit([Request("a", [tok.bos_id, 5]), Request("long", [1] * 101),
+                   Request("b", [tok.bos_id, 6, 7, 8])])
+    (refused,) = engine.poll()
+    assert refused.id == "long" and "too long" in refused.error
+    (first,) = engine.poll()
+    engine.submit([Request("c", [tok.bos_id, 9])])  # joins while b is still running
+    got = [first] + engine.poll() + engine.poll()
+    assert [r.id for r in got] == ["a", "b", "c"]
+    assert all(r.text == OUT and r.error is None for r in got)
+    assert [r.cached_tokens for r in got] == [1, 2, 1]
+    added = fake_vllm.engine.added
+    assert [a[1] for a in added] == [{"prompt_token_ids": [tok.bos_id, 5]},
+                                     {"prompt_token_ids": [tok.bos_id, 6, 7, 8]},
+                                     {"prompt_token_ids": [tok.bos_id, 9]}]
+    assert engine.poll() == []
+
+
+def test_vllm_abort_fails_the_prompt_and_a_dead_engine_stops(fake_vllm, tok, tiny_tokenizer):
+    engine = create_engine(_cfg("vllm", tiny_tokenizer), tok)
+    fake_vllm.abort_token = 99
+    engine.submit([Request("a", [tok.bos_id, 99])])
+    (res,) = engine.poll()
+    assert res.error == "vLLM finish_reason abort" and res.text == ""
+    fake_vllm.die_at_step = fake_vllm.engine.steps + 1
+    engine.submit([Request("b", [tok.bos_id, 5])])
+    with pytest.raises(EngineUnavailable, match="vLLM engine failed: RuntimeError"):
+        engine.poll()
+
+
 # ---------------------------------------------------------------- OpenAI --------------
 
 class Server:
     """A /v1/completions endpoint with scripted failures and an in-flight counter."""
 
-    def __init__(self, fail_first=0, bad_token=None, delay=0.05):
-        self.bodies, self.headers = [], []
+    def __init__(self, fail_first=0, bad_token=None, delay=0.05, keep_alive=False):
+        self.bodies, self.headers, self.clients = [], [], set()
         self.attempts = {}
         self.inflight = self.peak = 0
         self.lock = threading.Lock()
         srv = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def log_message(self, *a):
                 pass
 
@@ -132,6 +224,7 @@ class Server:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 key = json.dumps(body["prompt"])
                 with srv.lock:
+                    srv.clients.add(self.client_address)
                     srv.bodies.append(body)
                     srv.headers.append(dict(self.headers))
                     srv.attempts[key] = srv.attempts.get(key, 0) + 1
@@ -237,10 +330,30 @@ def test_openai_gives_up_after_retries(server_factory, tok, tiny_tokenizer):
     assert res.error.startswith("HTTP 503") and srv.attempts[json.dumps([1, 5])] == 3
 
 
-def test_openai_unreachable_server_fails_prompt(tok, tiny_tokenizer):
+def test_openai_unreachable_server_stops(tok, tiny_tokenizer):
     engine = _openai(tiny_tokenizer, tok, "http://127.0.0.1:9/v1", retries=1, timeout=2)
-    (res,) = engine.generate([Request("a", [1, 5])])
-    assert res.error and "URLError" in res.error
+    with pytest.raises(EngineUnavailable, match=r"127.0.0.1:9/v1: no reply after 2 tries "
+                       r"\(ConnectionRefusedError"):
+        engine.generate([Request("a", [1, 5])])
+
+
+def test_openai_window_on_persistent_connections(server_factory, tok, tiny_tokenizer):
+    assert SynthesizerConfig().concurrency == 256
+    srv = server_factory(keep_alive=True, delay=0.02)
+    engine = _openai(tiny_tokenizer, tok, srv.url, concurrency=4)
+    assert engine.capacity == 4
+    reqs = [Request(f"r{i}", [tok.bos_id, 10 + i]) for i in range(24)]
+    engine.submit(reqs[:4])
+    got, k = [], 4
+    while len(got) < len(reqs):
+        done = engine.poll()
+        got += done
+        engine.submit(reqs[k:k + len(done)])  # refill the window as results come
+        k += len(done)
+    assert sorted(r.id for r in got) == sorted(r.id for r in reqs)
+    assert srv.peak == 4 and len(srv.bodies) == 24
+    assert len(srv.clients) <= 4  # one kept-alive connection per worker, not per request
+    engine.close()
 
 
 # ---------------------------------------------------------------- transformers --------
