@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from instmix.errors import ConfigError, InstmixError
 
-
 log = logging.getLogger(__name__)
 
 BUILTIN = {
