@@ -215,3 +215,44 @@ def test_zero_copy_sweep_writes_tokens_once(tmp_path, sources, count_encodes):
         # the pool holds every mixture's plan for each source
         for name, target in m["targets"].items():
             assert target <= held[name]
+
+
+def _sweep_cli(tmp_path, sources, *args):
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(sources))
+    return subprocess.run([sys.executable, "-m", "instmix", "sweep", str(tmp_path / "mix.yaml"),
+                           *args], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_sweep_labels_are_exact_and_never_collide(tmp_path, sources):
+    cfg = instmix.load_config(sources)
+    summary = sweep(cfg, expand(cfg, ["b=0.1234567,0.1234568"]), out=str(tmp_path / "s"))
+    labels = [m["label"] for m in summary["mixtures"]]
+    assert labels == ["b=0.1234567", "b=0.1234568"]  # {v:g} made both "b=0.123457"
+    assert sorted(os.listdir(tmp_path / "s")) == [*labels, "sweep.json"]
+    for m in summary["mixtures"]:
+        instmix.format.manifest.load_manifest(str(tmp_path / "s" / m["output"]))  # each built
+        assert m["ratios"]["b"] == float(m["label"].split("=")[1])
+
+
+def test_sweep_refuses_a_ratio_set_given_twice(tmp_path, sources):
+    r = _sweep_cli(tmp_path, sources, "--ratios", "b=0.5", "--set", "b=.5",
+                   "--out", str(tmp_path / "s"))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "instmix: error:" in r.stderr and "b=0.5 is given twice" in r.stderr
+    assert not (tmp_path / "s").exists()  # refused before anything was built
+
+
+def test_zero_copy_sweep_refuses_seq_len_0(tmp_path, sources):
+    r = _sweep_cli(tmp_path, sources, "--ratios", "b=1", "--zero-copy", "--seq-len", "0",
+                   "--out", str(tmp_path / "z"))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "--seq-len: expected a whole number >= 1" in r.stderr
+    assert not (tmp_path / "z").exists()

@@ -75,8 +75,32 @@ def expand(cfg: BuildConfig, axes: Sequence[str]) -> list[dict[str, float]]:
 
 
 def label(ratios: dict[str, float]) -> str:
-    """Folder name of a mixture: ``augmented=0.25,orca=1``."""
-    return ",".join(f"{k}={v:g}" for k, v in ratios.items())
+    """Folder name of a mixture: ``augmented=0.25,orca=1``. Values are written with
+    ``repr`` (the shortest text that reads back as the same number), so two different
+    ratios never share a folder: 0.1234567 and 0.1234568 stay apart."""
+    return ",".join(f"{k}={v!r}" for k, v in ratios.items())
+
+
+def unique_labels(cfg: BuildConfig, ratio_sets: Sequence[dict[str, float]]) -> list[str]:
+    """The folder name of every ratio set; raises on a set given twice (``a=0.5`` and
+    ``a=.5`` are one set), since its second build would overwrite the first."""
+    if not ratio_sets:
+        raise ConfigError(cfg.where, "ratios", "no ratio sets to build")
+    names: list[str] = []
+    for ratios in ratio_sets:
+        name = label(ratios)
+        if name in names:
+            raise ConfigError(cfg.where, "ratios", f"the ratio set {name} is given twice "
+                              "(as --ratios values or --set); give each set once")
+        names.append(name)
+    return names
+
+
+def check_seq_len(cfg: BuildConfig, seq_len) -> int:
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ConfigError(cfg.where, "--seq-len", f"expected a whole number >= 1 (the "
+                          f"OLMo-core sequence length), got {seq_len!r}")
+    return seq_len
 
 
 def with_ratios(cfg: BuildConfig, ratios: dict[str, float], output: str) -> BuildConfig:
@@ -93,8 +117,7 @@ def sweep(cfg: BuildConfig, ratio_sets: Sequence[dict[str, float]], *,
     Writes ``sweep.json`` (labels, ratios, folders, tokens and seconds per mixture) and
     returns it.
     """
-    if not ratio_sets:
-        raise ConfigError(cfg.where, "ratios", "no ratio sets to build")
+    names = unique_labels(cfg, ratio_sets)
     root = out or cfg.output
     os.makedirs(root, exist_ok=True)
     progress = progress or Progress(enabled=False)
@@ -102,12 +125,7 @@ def sweep(cfg: BuildConfig, ratio_sets: Sequence[dict[str, float]], *,
     tokenized = tokenize(cfg, progress)
     t_tok = time.perf_counter() - t0
     runs = []
-    seen = set()
-    for ratios in ratio_sets:
-        name = label(ratios)
-        if name in seen:
-            continue
-        seen.add(name)
+    for name, ratios in zip(names, ratio_sets):
         mix_cfg = with_ratios(cfg, ratios, os.path.join(root, name))
         t = time.perf_counter()
         manifest = build(mix_cfg, progress=progress, tokenized=tokenized)
@@ -149,18 +167,20 @@ def build_pool(cfg: BuildConfig, ratio_sets: Sequence[dict[str, float]], *, root
     most its cap), which covers OLMo-core's rounding to whole instances and instmix's stop
     at the document boundary closest to a target.
     """
+    check_seq_len(cfg, seq_len)
     if cfg.ratio_by != "tokens":
         raise ConfigError(cfg.where, "ratio_by", "OLMo-core mixes by tokens: a zero-copy "
                           "sweep needs ratio_by: tokens")
+    names = unique_labels(cfg, ratio_sets)
     os.makedirs(root, exist_ok=True)
     progress = progress or Progress(enabled=False)
     t0 = time.perf_counter()
     tokenized = tokenize(cfg, progress)
     points = []
-    for ratios in ratio_sets:
-        mix_cfg = with_ratios(cfg, ratios, os.path.join(root, label(ratios)))
+    for name, ratios in zip(names, ratio_sets):
+        mix_cfg = with_ratios(cfg, ratios, os.path.join(root, name))
         total, targets = _targets(mix_cfg, tokenized)
-        points.append((label(ratios), mix_cfg, total, targets))
+        points.append((name, mix_cfg, total, targets))
     pool_tokens = {}
     for pool, src in zip(mixture_pools(cfg, tokenized)[0], cfg.sources):
         need = max(t[src.name] for _, _, _, t in points)
