@@ -445,3 +445,73 @@ def test_cli_export_and_check(builds, tmp_path):
 def test_trainer_path_under_a_data_root():
     assert trainer_path("/b", "/b/sources/x/part-00000.npy", "gs://k/m/") == \
         "gs://k/m/sources/x/part-00000.npy"
+
+
+# ---------------------------------------------------------------- the --out guard (issue 10.16)
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_export_out_refuses_a_folder_instmix_did_not_make(builds, tmp_path):
+    user = tmp_path / "mine"
+    (user / "tokenized").mkdir(parents=True)
+    (user / "tokenized" / "notes.txt").write_text("my data")
+    (user / "olmo-data.yaml").write_text("model: {}\n")
+    before = _tree(user)
+    for fw in ("olmo", "olmo-core", "llamafactory"):
+        r = cli("export", fw, builds["inter"], "--out", str(user), "--seq-len", "256")
+        assert r.returncode == 2, r.stdout
+        assert r.stderr.strip().splitlines() == [
+            f"instmix: error: {user}: exists and is not an instmix export (no valid "
+            "instmix-export.json); choose another --out or empty it"]
+    assert _tree(user) == before and sorted(os.listdir(user)) == ["olmo-data.yaml", "tokenized"]
+    r = cli("export", "olmo", builds["inter"], "--out", str(user / "olmo-data.yaml"))
+    assert r.returncode == 2 and "exists and is not a folder" in r.stderr
+    with pytest.raises(InstmixError, match="is not an instmix export"):  # the build itself
+        export("olmo", builds["inter"], builds["inter"], seq_len=256)
+
+
+def test_export_out_replaces_only_what_it_wrote(builds, tmp_path):
+    out = tmp_path / "lf"
+    export("llamafactory", builds["inter"], str(out), seq_len=256, sim_runs=0)
+    report = json.loads((out / "instmix-export.json").read_text())
+    assert set(report["made"]) == {"tokenized", "llamafactory_pt_tokenized.yaml", "text",
+                                   "llamafactory_pt_text.yaml"}
+    (out / "my-notes.md").write_text("kept")  # a user's own file beside the export
+    export("llamafactory", builds["inter"], str(out), seq_len=128, sim_runs=0)  # replaced
+    assert (out / "my-notes.md").read_text() == "kept"
+    assert "128-token blocks" in (out / "llamafactory_pt_tokenized.yaml").read_text()
+    # an entry changed since the export (or a user's entry of the same name) is left alone
+    recipe = out / "llamafactory_pt_text.yaml"
+    recipe.write_text(recipe.read_text() + "# my edit\n")
+    (out / "tokenized" / "extra.arrow").write_bytes(b"user")
+    before = _tree(out)
+    with pytest.raises(InstmixError, match="llamafactory_pt_text.yaml: exists and was not "
+                       "written by instmix export"):
+        export("llamafactory", builds["inter"], str(out), seq_len=256, sim_runs=0,
+               routes=("text",))
+    r = cli("export", "llamafactory", builds["inter"], "--out", str(out), "--routes",
+            "tokenized", "--sim-runs", "0")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert f"{out}/tokenized: exists and was not written by instmix export" in r.stderr
+    assert _tree(out) == before  # refused before anything was written
+    # another framework into the same folder keeps the first one's entries recognised
+    recipe.unlink()
+    (out / "tokenized" / "extra.arrow").unlink()
+    export("olmo", builds["inter"], str(out), seq_len=256)
+    export("llamafactory", builds["inter"], str(out), seq_len=256, sim_runs=0)
+    assert {"olmo-data.yaml", "tokenized"} <= set(
+        json.loads((out / "instmix-export.json").read_text())["made"])
+
+
+def test_export_out_stale_mixture_file_removed_only_when_ours(builds, tmp_path):
+    out = tmp_path / "oc"
+    export("olmo-core", builds["per"], str(out), seq_len=256)
+    assert (out / "olmo_core_mixture.yaml").exists()
+    export("olmo-core", builds["inter"], str(out), seq_len=256)  # interleaved: no mixture
+    assert not (out / "olmo_core_mixture.yaml").exists()
+    (out / "olmo_core_mixture.yaml").write_text("mine: 1\n")
+    export("olmo-core", builds["inter"], str(out), seq_len=256)
+    assert (out / "olmo_core_mixture.yaml").read_text() == "mine: 1\n"

@@ -9,7 +9,10 @@ import yaml
 
 from instmix.io.atomic import write_atomic
 
-REPORT = "instmix-export.json"
+from .guard import MADE, REPORT, ExportGuard, read_report
+
+__all__ = ["REPORT", "read_report", "trainer_path", "write_report", "yaml_block"]
+
 
 
 def trainer_path(root: str, path: str, data_root: str | None) -> str:
@@ -27,21 +30,14 @@ def yaml_block(data: dict) -> str:
                           allow_unicode=True)
 
 
-def read_report(folder: str) -> dict | None:
-    path = os.path.join(folder, REPORT)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def write_report(out: str, report: dict) -> str:
-    """Write ``instmix-export.json``; entries of an earlier export of the same build and
-    framework that this one did not redo are kept (e.g. one route of two)."""
-    old = read_report(out)
+def write_report(guard: ExportGuard, report: dict, written) -> str:
+    """Write ``instmix-export.json`` into the guarded folder; entries of an earlier export of
+    the same build and framework that this one did not redo are kept (e.g. one route of
+    two), and ``made`` records the digest of every entry exports wrote there (``written``:
+    this export's entry names)."""
+    old = read_report(guard.out)
     if old and all(old.get(k) == report.get(k) for k in ("framework", "manifest_sha256")):
         report = {**old, **report}
-    return write_atomic(os.path.join(out, REPORT),
+    report[MADE] = guard.made_entries(written)
+    return write_atomic(os.path.join(guard.out, REPORT),
                         json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -50,7 +50,8 @@ def _documents(paths: list[str], dtype: str):
             yield {"input_ids": tokens[a:b].tolist()}
 
 
-def write_tokenized(facts: BuildFacts, dest: str, rows: str, seq_len: int) -> int:
+def write_tokenized(facts: BuildFacts, dest: str, rows: str, seq_len: int, *,
+                    check=None) -> int:
     """Write the ``save_to_disk`` folder ``dest`` atomically: one ``input_ids`` row per
     ``seq_len`` block of the token stream (``rows="blocks"``) or per document; return the
     row count."""
@@ -79,7 +80,7 @@ def write_tokenized(facts: BuildFacts, dest: str, rows: str, seq_len: int) -> in
         for name in os.listdir(data):
             os.rename(os.path.join(data, name), os.path.join(tmp, name))
         os.rmdir(data)
-        swap_dir(tmp, dest)
+        swap_dir(tmp, dest, check=check)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -115,7 +116,8 @@ def _decode_into(files: dict, facts: BuildFacts, tok, bos: int, batch: int) -> N
                 files[src].write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
 
 
-def write_text(facts: BuildFacts, dest: str, batch: int = 2048) -> dict[str, str]:
+def write_text(facts: BuildFacts, dest: str, batch: int = 2048, *,
+               check=None) -> dict[str, str]:
     """Decode every document of the build into ``dest/<source>.jsonl`` (``{"text": ...}``,
     in stream order, repetitions included) and write ``dataset_info.json``."""
 
@@ -132,7 +134,7 @@ def write_text(facts: BuildFacts, dest: str, batch: int = 2048) -> dict[str, str
         with open(os.path.join(tmp, "dataset_info.json"), "w", encoding="utf-8") as fh:
             json.dump(info, fh, indent=2)
             fh.write("\n")
-        swap_dir(tmp, dest)
+        swap_dir(tmp, dest, check=check)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -28,6 +28,7 @@ from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, load_facts
 from .files import write_report, yaml_block
+from .guard import REPORT, ExportGuard
 from .interleave import (
     StopEffect,
     doc_probabilities,
@@ -223,13 +224,18 @@ def export_llamafactory(build: str, out: str | None = None, **options) -> Export
     opts = LlamaFactoryOptions(**options)
     facts = load_facts(build)
     out = os.path.abspath(out or os.path.join(facts.root, "export-llamafactory"))
+    guard = ExportGuard(out)
+    written = [n for route, names in (("tokenized", (TOKENIZED_DIR, TOKENIZED_YAML)),
+                                      ("text", (TEXT_DIR, TEXT_YAML)))
+               if route in opts.routes for n in names]
+    guard.check([*written, REPORT])
     os.makedirs(out, exist_ok=True)
     result = ExportResult(out)
     report: dict = {"framework": "llamafactory", "build": facts.root,
                     "manifest_sha256": facts.manifest_sha256}
     if "tokenized" in opts.routes:
         rows = write_tokenized(facts, os.path.join(out, TOKENIZED_DIR), opts.rows,
-                               opts.seq_len)
+                               opts.seq_len, check=guard.check_path)
         recipe = write_atomic(os.path.join(out, TOKENIZED_YAML),
                               tokenized_recipe(facts, opts, out, rows))
         report["tokenized"] = {"dir": TOKENIZED_DIR, "rows": rows, "row_kind": opts.rows,
@@ -243,7 +249,7 @@ def export_llamafactory(build: str, out: str | None = None, **options) -> Export
         lengths = {n: np.concatenate(v) for n, v in per_file.items()}
         mix = text_mix(facts, lengths, opts.decimals)
         effect = stop_effect(mix, lengths, opts.sim_runs, facts.seed)
-        write_text(facts, os.path.join(out, TEXT_DIR))
+        write_text(facts, os.path.join(out, TEXT_DIR), check=guard.check_path)
         recipe = write_atomic(os.path.join(out, TEXT_YAML),
                               text_recipe(facts, opts, out, mix, effect))
         report["text"] = {
@@ -264,5 +270,5 @@ def export_llamafactory(build: str, out: str | None = None, **options) -> Export
                             f"build's loss masks ({facts.loss_tokens:,} of "
                             f"{facts.total_tokens:,} tokens train) are not applied")
     result.report = report
-    result.files.append(write_report(out, report))
+    result.files.append(write_report(guard, report, written))
     return result

@@ -16,6 +16,7 @@ from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, chunk_plan, load_facts
 from .files import trainer_path, write_report, yaml_block
+from .guard import REPORT, ExportGuard
 from .options import ExportOptions, ExportResult
 
 FILE = "olmo-data.yaml"
@@ -96,11 +97,14 @@ def export_olmo(build: str, out: str | None = None, **options) -> ExportResult:
     opts = OlmoOptions(**options)
     facts = load_facts(build)
     out = os.path.abspath(out or os.path.join(facts.root, "export-olmo"))
+    guard = ExportGuard(out)
+    guard.check([FILE, REPORT])
     path = write_atomic(os.path.join(out, FILE), render(facts, opts))
     plan = instance_plan(facts, opts)
     report = {"framework": "olmo", "build": facts.root, "manifest_sha256": facts.manifest_sha256,
               "seq_len": opts.seq_len, "files": [FILE], **plan}
-    result = ExportResult(out, [path, write_report(out, report)], report=report)
+    result = ExportResult(out, [path, write_report(guard, report, [FILE])],
+                          report=report)
     result.lines = [f"wrote {path}",
                     f"  {plan['instances']:,} instances of {opts.seq_len} tokens; "
                     f"{plan['tokens_dropped']:,} tokens dropped at file ends"]

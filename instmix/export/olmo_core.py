@@ -23,6 +23,7 @@ from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, chunk_plan, load_facts
 from .files import trainer_path, write_report, yaml_block
+from .guard import REPORT, ExportGuard
 from .options import ExportOptions, ExportResult, positive_int
 
 PY_FILE = "olmo_core_data.py"
@@ -286,14 +287,15 @@ def export_olmo_core(build: str, out: str | None = None, **options) -> ExportRes
     out = os.path.abspath(out or os.path.join(facts.root, "export-olmo-core"))
     instances, dropped, warnings = chunk_plan(facts, opts.seq_len, opts.where)  # may raise
     req = requested_tokens(facts, opts)  # may raise
-    stale = [n for n, _ in YAML_FILES.values()]
+    yamls = render_yaml(facts, opts)
+    guard = ExportGuard(out)
+    guard.check([PY_FILE, *yamls, REPORT])
     files = [write_atomic(os.path.join(out, PY_FILE), render_python(facts, opts))]
-    for name, text in render_yaml(facts, opts).items():
+    for name, text in yamls.items():
         files.append(write_atomic(os.path.join(out, name), text))
-        stale.remove(name)
-    for name in stale:  # e.g. a mixture file from an earlier per_source build
-        if os.path.exists(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
+    for name, _ in YAML_FILES.values():  # e.g. a mixture file from an earlier per_source build
+        if name not in yamls:
+            guard.remove_stale(name)
     report = {"framework": "olmo-core", "build": facts.root,
               "manifest_sha256": facts.manifest_sha256, "seq_len": opts.seq_len,
               "files": [os.path.basename(f) for f in files], "fsl_instances": instances,
@@ -320,5 +322,5 @@ def export_olmo_core(build: str, out: str | None = None, **options) -> ExportRes
     else:
         lines.append("  no source mixture: the build is interleaved (build with "
                      "`layout: per_source` for OLMo-core's SourceMixtureDatasetConfig)")
-    files.append(write_report(out, report))
+    files.append(write_report(guard, report, [PY_FILE, *yamls]))
     return ExportResult(out, files, lines, report)
