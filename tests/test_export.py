@@ -159,15 +159,42 @@ def test_olmo_core_snippet_and_yaml(builds, tmp_path, fake_olmo_core):
     assert fsl["dtype"] == "uint16" and fsl["sequence_length"] == 64 and fsl["work_dir"] == "/w"
     assert fsl["tokenizer"].kw == {"vocab_size": 50280, "eos_token_id": 50279,
                                    "pad_token_id": 1, "bos_token_id": None}
-    packed = ns["packed_dataset_config"](long_doc_strategy="fragment").kw
+    packed = ns["packed_dataset_config"]().kw  # default: fragment, nothing dropped
     assert packed["long_doc_strategy"] == "fragment" and packed["paths"] == fsl["paths"]
     assert "mixture_dataset_config" not in ns  # interleaved builds: no source mixture
     y = yaml.safe_load((tmp_path / "olmo_core_fsl.yaml").read_text())
     assert y["paths"] == fsl["paths"] and y["label_mask_paths"] == fsl["label_mask_paths"]
     assert y["tokenizer"] == fsl["tokenizer"].kw and y["dtype"] == "uint16"
     assert yaml.safe_load((tmp_path / "olmo_core_packed.yaml").read_text())[
-        "long_doc_strategy"] == "truncate"
+        "long_doc_strategy"] == "fragment"
     assert not (tmp_path / "olmo_core_mixture.yaml").exists()
+
+
+def test_olmo_core_packed_truncate_reports_and_refuses_drops(builds, tmp_path):
+    m = load_manifest(builds["inter"])
+    lengths: dict = {}
+    for d in iter_build_documents(builds["inter"]):
+        lengths.setdefault(d.src, []).append(len(d.tokens))
+    want = {s: sum(max(0, n - 64) for n in v) for s, v in lengths.items()}
+    assert all(want.values())  # both sources have documents longer than 64 tokens
+    r = export("olmo-core", builds["inter"], str(tmp_path / "f"), seq_len=64)
+    assert r.report["packed_long_doc_strategy"] == "fragment"
+    assert r.report["packed_tokens_dropped"] == {"raw": 0, "orca": 0}
+    assert {s: v["truncate_drops"] for s, v in r.report["long_documents"].items()} == want
+    assert any("every token kept" in line for line in r.lines)
+    share = max(want[s["name"]] / s["tokens"] for s in m.sources)
+    with pytest.raises(InstmixError, match=r"truncate at seq_len 64 drops .* above "
+                       r"max_dropped 0.01; use fragment, or raise --max-dropped"):
+        export("olmo-core", builds["inter"], str(tmp_path / "t"), seq_len=64,
+               long_doc_strategy="truncate")
+    assert not (tmp_path / "t").exists()
+    r = export("olmo-core", builds["inter"], str(tmp_path / "t"), seq_len=64,
+               long_doc_strategy="truncate", max_dropped=share)
+    assert r.report["packed_tokens_dropped"] == want
+    assert yaml.safe_load((tmp_path / "t" / "olmo_core_packed.yaml").read_text())[
+        "long_doc_strategy"] == "truncate"
+    with pytest.raises(ConfigError, match="long_doc_strategy: expected fragment or truncate"):
+        export("olmo-core", builds["inter"], str(tmp_path / "x"), long_doc_strategy="cut")
 
 
 def test_olmo_core_source_mixture_reproduces_the_plan(builds, tmp_path, fake_olmo_core):

@@ -34,6 +34,12 @@ def register(sub) -> None:
                    "tokens (a multiple of --seq-len; default --seq-len)")
     q.add_argument("--requested-tokens", type=int, help="source mixture size in tokens "
                    "(default: the build's total)")
+    q.add_argument("--long-doc-strategy", choices=("fragment", "truncate"), default="fragment",
+                   help="packed config: split documents longer than --seq-len (fragment, "
+                   "default: every token kept) or drop their tail (truncate)")
+    q.add_argument("--max-dropped", type=float, default=0.01, help="with truncate, refuse "
+                   "when any source would lose more than this fraction of its tokens "
+                   "(default 0.01)")
     q = common("llamafactory", "LLaMA-Factory pt-stage data: a tokenized dataset (exact) and "
                "text files with interleave_probs", 2048)
     q.add_argument("--routes", default="tokenized,text",
@@ -59,7 +65,8 @@ def run(args) -> int:
         options["data_root"] = args.data_root
     if args.framework == "olmo-core":
         options.update(work_dir=args.work_dir, global_batch_size=args.global_batch_size,
-                       requested_tokens=args.requested_tokens)
+                       requested_tokens=args.requested_tokens,
+                       long_doc_strategy=args.long_doc_strategy, max_dropped=args.max_dropped)
     if args.framework == "llamafactory":
         options.update(routes=tuple(r.strip() for r in args.routes.split(",") if r.strip()),
                        rows=args.rows, model=args.model, template=args.template,

@@ -4,7 +4,10 @@ Facts this follows (``olmo_core/data`` of 3.0.0): ``TokenizerConfig(vocab_size,
 eos_token_id, pad_token_id, bos_token_id)``; ``dtype`` is inferred from ``vocab_size`` unless
 given (we always give it); ``NumpyFSLDatasetConfig`` cuts every file into
 ``sequence_length`` instances and drops each file's last partial instance;
-``NumpyPackedFSLDatasetConfig`` packs whole documents (found by EOS, and BOS when set);
+``NumpyPackedFSLDatasetConfig`` packs whole documents (found by EOS, and BOS when set) and,
+with ``long_doc_strategy: truncate`` (its default), keeps only the first ``sequence_length``
+tokens of a longer document, or with ``fragment`` (the default here) splits it into
+``sequence_length`` pieces, keeping every token;
 ``label_mask_paths`` are raw ``np.bool_`` files, one per token file. A
 ``SourceMixtureDatasetConfig`` takes ``int(requested_tokens * target_ratio)`` tokens per source,
 reads the *first* instances of each file, cannot carry label masks, and rounds to whole
@@ -24,9 +27,11 @@ from instmix.io.atomic import write_atomic
 from .facts import BuildFacts, chunk_plan, load_facts
 from .files import trainer_path, write_report, yaml_block
 from .guard import REPORT, ExportGuard
+from .long_docs import long_documents, packed_lines
 from .options import ExportOptions, ExportResult, positive_int
 
 PY_FILE = "olmo_core_data.py"
+LONG_DOC_STRATEGIES = ("fragment", "truncate")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,16 +39,28 @@ class OlmoCoreOptions(ExportOptions):
     """``global_batch_size`` (tokens; a multiple of ``seq_len``, default ``seq_len``) and
     ``requested_tokens`` (default: the build's total) feed the source mixture; ``work_dir``
     is OLMo-core's cache folder (its caches are keyed by path and file size, not content,
-    so use a fresh one per build)."""
+    so use a fresh one per build). ``long_doc_strategy`` of the packed config: ``fragment``
+    keeps every token; ``truncate`` drops every document's tokens beyond ``seq_len`` and is
+    refused when it would drop more than ``max_dropped`` (a fraction) of any source's
+    tokens."""
 
     seq_len: int = 4096
     global_batch_size: int | None = None
     requested_tokens: int | None = None
     work_dir: str | None = None
+    long_doc_strategy: str = "fragment"
+    max_dropped: float = 0.01
     where: str = "export olmo-core"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.long_doc_strategy not in LONG_DOC_STRATEGIES:
+            raise ConfigError(self.where, "long_doc_strategy", "expected fragment or truncate, "
+                              f"got {self.long_doc_strategy!r}")
+        if isinstance(self.max_dropped, bool) or not isinstance(self.max_dropped, (int, float)) \
+                or not 0 <= self.max_dropped <= 1:
+            raise ConfigError(self.where, "max_dropped", "expected a fraction in [0, 1], got "
+                              f"{self.max_dropped!r}")
         gbs = positive_int(self.where, "global_batch_size", self.global_batch_size,
                            allow_none=True)
         if gbs is not None and gbs % self.seq_len:
@@ -82,7 +99,7 @@ def fsl_dict(facts: BuildFacts, opts: OlmoCoreOptions) -> dict:
 
 def packed_dict(facts: BuildFacts, opts: OlmoCoreOptions) -> dict:
     d = fsl_dict(facts, opts)
-    d["long_doc_strategy"] = "truncate"
+    d["long_doc_strategy"] = opts.long_doc_strategy
     return d
 
 
@@ -196,9 +213,12 @@ def render_python(facts: BuildFacts, opts: OlmoCoreOptions) -> str:
         "",
         "",
         "def packed_dataset_config(sequence_length=SEQUENCE_LENGTH, work_dir=WORK_DIR,",
-        "                          long_doc_strategy=\"truncate\", generate_doc_lengths=False):",
+        f"                          long_doc_strategy={opts.long_doc_strategy!r}, "
+        "generate_doc_lengths=False):",
         '    """Pack whole documents into sequence_length instances (padded with',
-        '    pad_token_id); longer documents are truncated or, with "fragment", split."""',
+        '    pad_token_id). A longer document is split into sequence_length pieces with',
+        '    "fragment" (every token kept); "truncate" drops all its tokens after the first',
+        '    sequence_length."""',
         "    return NumpyPackedFSLDatasetConfig(",
         "        tokenizer=TOKENIZER, paths=list(PATHS), sequence_length=sequence_length,",
         "        dtype=DTYPE, label_mask_paths=LABEL_MASK_PATHS and list(LABEL_MASK_PATHS),",
@@ -287,6 +307,8 @@ def export_olmo_core(build: str, out: str | None = None, **options) -> ExportRes
     out = os.path.abspath(out or os.path.join(facts.root, "export-olmo-core"))
     instances, dropped, warnings = chunk_plan(facts, opts.seq_len, opts.where)  # may raise
     req = requested_tokens(facts, opts)  # may raise
+    long = long_documents(facts, opts.seq_len)
+    packed = packed_lines(facts, opts, long)  # may raise
     yamls = render_yaml(facts, opts)
     guard = ExportGuard(out)
     guard.check([PY_FILE, *yamls, REPORT])
@@ -299,10 +321,13 @@ def export_olmo_core(build: str, out: str | None = None, **options) -> ExportRes
     report = {"framework": "olmo-core", "build": facts.root,
               "manifest_sha256": facts.manifest_sha256, "seq_len": opts.seq_len,
               "files": [os.path.basename(f) for f in files], "fsl_instances": instances,
-              "fsl_tokens_dropped": dropped}
+              "fsl_tokens_dropped": dropped, "packed_long_doc_strategy": opts.long_doc_strategy,
+              "packed_tokens_dropped": {n: r["truncate_drops"] if opts.long_doc_strategy ==
+                                        "truncate" else 0 for n, r in long.items()},
+              "long_documents": long}
     lines = [*(f"wrote {f}" for f in files),
              f"  fsl: {instances:,} instances of {opts.seq_len} tokens; "
-             f"{dropped:,} tokens dropped at file ends", *("  " + w for w in warnings)]
+             f"{dropped:,} tokens dropped at file ends", *("  " + w for w in warnings), *packed]
     if facts.layout == "per_source":
         report["mixture_requested_tokens"] = req
         if req == facts.total_tokens:

@@ -58,8 +58,9 @@ def check_chunks(ds, build, seq):
             "has_label_mask": "label_mask" in ds[0]}
 
 
-def check_packed(ds, build, seq, pad):
-    """Every document, truncated to seq, is served once, with its mask; the rest is pad."""
+def check_packed(ds, build, seq, pad, strategy):
+    """Every document is served once, with its mask, as pieces of at most seq tokens
+    (``fragment``: all of them; ``truncate``: the first); the rest is pad."""
     served, pad_tokens = Counter(), 0
     for i in range(len(ds)):
         item = ds[i]
@@ -73,14 +74,19 @@ def check_packed(ds, build, seq, pad):
             pad_tokens += len(segments.pop()[0])
         for seg, mseg in segments:
             served[(seg.tobytes(), mseg.tobytes())] += 1
-    want = Counter()
+    want, kept = Counter(), 0
     for path in build.paths:
         for _, tokens, mask in build.shard(path).documents():
-            t = tokens[:seq].astype(np.int64)
-            m = np.ones(len(t), dtype=np.bool_) if mask is None else mask[:seq]
-            want[(t.tobytes(), m.tobytes())] += 1
+            stop = len(tokens) if strategy == "fragment" else seq
+            for a in range(0, min(stop, len(tokens)), seq):
+                t = tokens[a:a + seq].astype(np.int64)
+                m = np.ones(len(t), dtype=np.bool_) if mask is None else mask[a:a + seq]
+                want[(t.tobytes(), m.tobytes())] += 1
+                kept += len(t)
     assert served == want, (sum(served.values()), sum(want.values()))
-    return {"instances": len(ds), "documents": sum(served.values()), "pad_tokens": pad_tokens}
+    return {"instances": len(ds), "pieces": sum(served.values()), "pad_tokens": pad_tokens,
+            "tokens": kept,
+            "strategy": strategy}
 
 
 def main(export_dir, build_dir, work_dir):
@@ -104,7 +110,8 @@ def main(export_dir, build_dir, work_dir):
     same_config(packed_py, packed_yaml)
     ds = packed_py.build()
     ds.prepare()
-    out["packed"] = check_packed(ds, build, seq, mod.TOKENIZER.pad_token_id)
+    out["packed"] = check_packed(ds, build, seq, mod.TOKENIZER.pad_token_id,
+                                 str(packed_yaml.long_doc_strategy).split(".")[-1])
 
     mix_yaml = os.path.join(export_dir, "olmo_core_mixture.yaml")
     if os.path.exists(mix_yaml):

@@ -71,10 +71,18 @@ def test_label_masks_are_applied(checked):
     assert 0 < fsl["loss_tokens"] <= total_loss < m["total_tokens"]
 
 
-def test_packed_serves_every_document_once(checked):
-    """Documents are found by EOS (and EOS followed by BOS for the ``bos`` build)."""
-    name, _, m, result, _ = checked
-    assert result["packed"]["documents"] == m["documents"]
+def test_packed_serves_every_token_once(checked):
+    """The default long_doc_strategy fragment keeps every token: each document is served
+    once, split into pieces of at most SEQ tokens. Documents are found by EOS (and EOS
+    followed by BOS for the ``bos`` build)."""
+    name, build, m, result, printed = checked
+    packed = result["packed"]
+    assert packed["strategy"] == "fragment"
+    assert packed["tokens"] == m["total_tokens"]
+    lengths = [b - a for s in m.shards for a, b in zip(*(lambda i: (i.start.tolist(),
+               i.end.tolist()))(read_index(m.path(s["path"]))))]
+    assert packed["pieces"] == sum(-(-n // SEQ) for n in lengths) > m["documents"]
+    assert "every token kept" in printed
     assert (m["tokenizer"]["bos_token_id"] is not None) == (name == "bos")
 
 
