@@ -258,10 +258,36 @@ def test_llamafactory_document_rows(builds, tmp_path):
     assert rows == docs
 
 
-def test_llamafactory_text_route(builds, tmp_path):
+def test_llamafactory_text_route_default_concat_is_exact(builds, tmp_path):
+    """One file, every document once in the build's order: mix_strategy concat trains on
+    exactly the built token shares."""
     from tokenizers import Tokenizer
 
     r = export("llamafactory", builds["inter"], str(tmp_path), routes=("text",), sim_runs=50)
+    info = json.loads((tmp_path / "text" / "dataset_info.json").read_text())
+    assert info == {"instmix": {"file_name": "instmix.jsonl", "columns": {"prompt": "text"}}}
+    rows = [json.loads(x) for x in (tmp_path / "text" / "instmix.jsonl").open()]
+    docs = list(iter_build_documents(builds["inter"]))
+    assert [x["source"] for x in rows] == [d.src for d in docs]  # the build's order
+    tok = Tokenizer.from_file(load_facts(builds["inter"]).tokenizer_path)
+    raw = [x["text"] for x in rows if x["source"] == "raw"]
+    assert [e.ids for e in tok.encode_batch(raw, add_special_tokens=False)] == \
+        [d.tokens[:-1].tolist() for d in docs if d.src == "raw"]
+    recipe = yaml.safe_load((tmp_path / "llamafactory_pt_text.yaml").read_text())
+    assert recipe["dataset"] == "instmix" and recipe["mix_strategy"] == "concat"
+    assert "interleave_probs" not in recipe and "packing" not in recipe
+    m = load_manifest(builds["inter"])
+    assert r.report["text"]["token_shares"] == [s["tokens"] / m["total_tokens"]
+                                                for s in m.sources]
+    assert any("exactly the built token shares" in line for line in r.lines)
+    assert any("interleave_under instead: keeps" in line for line in r.lines)
+
+
+def test_llamafactory_text_route_interleave_option(builds, tmp_path):
+    from tokenizers import Tokenizer
+
+    r = export("llamafactory", builds["inter"], str(tmp_path), routes=("text",), sim_runs=50,
+               mix_strategy="interleave_under")
     info = json.loads((tmp_path / "text" / "dataset_info.json").read_text())
     assert info == {n: {"file_name": f"{n}.jsonl", "columns": {"prompt": "text"}}
                     for n in ("raw", "orca")}
@@ -282,6 +308,8 @@ def test_llamafactory_text_route(builds, tmp_path):
     assert [float(p) for p in text["interleave_probs"]] == pytest.approx(
         [docs["raw"] / sum(docs.values()), docs["orca"] / sum(docs.values())], abs=1e-6)
     assert any("interleave_under stops" in line for line in r.lines)
+    with pytest.raises(ConfigError, match="mix_strategy: expected one of concat"):
+        export("llamafactory", builds["inter"], str(tmp_path), mix_strategy="interleave_once")
 
 
 def test_llamafactory_one_source_is_not_interleaved(tmp_path, paragraphs):
@@ -292,9 +320,10 @@ def test_llamafactory_one_source_is_not_interleaved(tmp_path, paragraphs):
     instmix.build(instmix.load_config(cfg))
     r = export("llamafactory", cfg["output"], str(tmp_path / "lf"), routes=("text",))
     recipe = yaml.safe_load((tmp_path / "lf" / "llamafactory_pt_text.yaml").read_text())
-    assert recipe["dataset"] == "raw" and "interleave_probs" not in recipe
-    assert "mix_strategy" not in recipe and r.report["text"]["interleave_under"] is None
-    assert sorted(os.listdir(tmp_path / "lf" / "text")) == ["dataset_info.json", "raw.jsonl"]
+    assert recipe["dataset"] == "instmix" and "interleave_probs" not in recipe
+    assert recipe["mix_strategy"] == "concat" and r.report["text"]["interleave_under"] is None
+    assert sorted(os.listdir(tmp_path / "lf" / "text")) == ["dataset_info.json",
+                                                            "instmix.jsonl"]
 
 
 def test_llamafactory_options_are_validated(builds, tmp_path):
@@ -428,7 +457,7 @@ def test_check_llamafactory(builds, tmp_path):
     tok_dir.mkdir()
     (tok_dir / "tokenizer.json").write_bytes(open(DOLMA2_TOKENIZER, "rb").read())
     r = export("llamafactory", builds["inter"], str(tmp_path / "lf"), seq_len=64, sim_runs=0,
-               model=str(tok_dir))
+               model=str(tok_dir), mix_strategy="interleave_under")
     recipe = str(tmp_path / "lf" / "llamafactory_pt_tokenized.yaml")
     with pytest.raises(ConfigError, match="model_name_or_path: .* has 100278 ids but the "
                        "build's tokenizer has 50280"):

@@ -47,6 +47,11 @@ def register(sub) -> None:
     q.add_argument("--rows", choices=("blocks", "documents"), default="blocks",
                    help="tokenized rows: --seq-len blocks of the token stream (default) or "
                    "one per document")
+    q.add_argument("--mix-strategy", choices=("concat", "interleave_under", "interleave_over"),
+                   default="concat", help="text route: concat (default) writes every "
+                   "document once in the build's order, exactly the built token shares; "
+                   "interleave_* writes one file per source and interleave_probs (the error "
+                   "is printed)")
     q.add_argument("--model", help="model_name_or_path for the recipes")
     q.add_argument("--template", help="LLaMA-Factory template for the recipes")
     q.add_argument("--sim-runs", type=int, default=200,
@@ -70,6 +75,7 @@ def run(args) -> int:
     if args.framework == "llamafactory":
         options.update(routes=tuple(r.strip() for r in args.routes.split(",") if r.strip()),
                        rows=args.rows, model=args.model, template=args.template,
+                       mix_strategy=args.mix_strategy,
                        sim_runs=args.sim_runs)
     result = export(args.framework, args.build, args.out, **options)
     print("\n".join(result.lines))

@@ -1,5 +1,7 @@
 """LLaMA-Factory data files written from a build: the tokenized ``save_to_disk`` folder
-(route a) and one ``<source>.jsonl`` per source with ``dataset_info.json`` (route b)."""
+(route a) and, for route b, ``dataset_info.json`` with either one ``instmix.jsonl`` holding
+every document in the build's order (for ``mix_strategy: concat``) or one
+``<source>.jsonl`` per source (for ``interleave_*``)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .facts import BuildFacts
 
 TOKENIZED_DIR = "tokenized"
 TEXT_DIR = "text"
+STREAM = "instmix"  # the dataset name of the one-file text export
 
 
 def _blocks(paths: list[str], dtype: str, seq_len: int):
@@ -103,7 +106,8 @@ def doc_lengths(facts: BuildFacts) -> dict[str, list[np.ndarray]]:
 
 
 def _decode_into(files: dict, facts: BuildFacts, tok, bos: int, batch: int) -> None:
-    """Each document's text without BOS and EOS (LLaMA-Factory appends its EOS string)."""
+    """Each document's text without BOS and EOS (LLaMA-Factory appends its EOS string),
+    with its source; ``files`` maps a source (or None: every source) to an open file."""
     for f in facts.shards:
         tokens = open_tokens(f.path, facts.dtype)
         idx = read_index(f.path)
@@ -113,22 +117,24 @@ def _decode_into(files: dict, facts: BuildFacts, tok, bos: int, batch: int) -> N
                    zip(idx.start[lo:hi].tolist(), idx.end[lo:hi].tolist())]
             texts = tok.decode_batch(ids, skip_special_tokens=False)
             for src, text in zip(idx.src[lo:hi], texts):
-                files[src].write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+                files.get(src, files.get(None)).write(
+                    json.dumps({"text": text, "source": src}, ensure_ascii=False) + "\n")
 
 
-def write_text(facts: BuildFacts, dest: str, batch: int = 2048, *,
+def write_text(facts: BuildFacts, dest: str, batch: int = 2048, *, per_source: bool = False,
                check=None) -> dict[str, str]:
-    """Decode every document of the build into ``dest/<source>.jsonl`` (``{"text": ...}``,
-    in stream order, repetitions included) and write ``dataset_info.json``."""
+    """Decode every document of the build (``{"text": ..., "source": ...}``, in stream order,
+    repetitions included) into ``dest/instmix.jsonl``, or with ``per_source`` into
+    ``dest/<source>.jsonl``, and write ``dataset_info.json``."""
 
     tok = Tokenizer.from_file(facts.tokenizer_path)
     bos = int(facts.bos_token_id is not None)
-    names = [s.name for s in facts.used_sources]
+    names = [s.name for s in facts.used_sources] if per_source else [STREAM]
     tmp = make_temp_dir(dest)
     try:
         with ExitStack() as stack:
-            files = {n: stack.enter_context(open(os.path.join(tmp, f"{n}.jsonl"), "w",
-                                                 encoding="utf-8")) for n in names}
+            files = {n if per_source else None: stack.enter_context(
+                open(os.path.join(tmp, f"{n}.jsonl"), "w", encoding="utf-8")) for n in names}
             _decode_into(files, facts, tok, bos, batch)
         info = {n: {"file_name": f"{n}.jsonl", "columns": {"prompt": "text"}} for n in names}
         with open(os.path.join(tmp, "dataset_info.json"), "w", encoding="utf-8") as fh:

@@ -5,9 +5,14 @@
     its other data settings (no re-tokenizing, no packing, no EOS added), so the training rows
     are exactly ours. Rows are ``seq_len`` blocks of the build's token stream, in order,
     across shard boundaries, the last block shorter (default), or one row per document.
-(b) Text: each source's documents, decoded from the build, as ``<source>.jsonl`` with a
-    ``dataset_info.json`` (``columns: {prompt: text}``), and ``interleave_probs`` converted
-    from the built token shares to per-document probabilities (see :mod:`.interleave`).
+(b) Text: the build's documents decoded, with a ``dataset_info.json`` (``columns: {prompt:
+    text}``). By default (``mix_strategy: concat``) one ``instmix.jsonl`` holds every
+    document once in the build's order, so LLaMA-Factory trains on exactly the built token
+    shares (less each packing batch's tail). ``mix_strategy: interleave_under`` or
+    ``interleave_over`` writes one ``<source>.jsonl`` per source and ``interleave_probs``
+    converted from the built token shares to per-document probabilities (see
+    :mod:`.interleave`); ``interleave_under`` stops at the first exhausted source, and the
+    export prints the simulated token-share error of that.
 
 Facts this follows (llamafactory 0.9.5): pt tokenizes ``text + eos_token`` without special
 tokens and, with packing (the pt default), concatenates each preprocessing batch and cuts it
@@ -36,13 +41,14 @@ from .interleave import (
     round_probabilities,
     simulate_interleave_under,
 )
-from .lf_files import TEXT_DIR, TOKENIZED_DIR, doc_lengths, write_text, write_tokenized
+from .lf_files import STREAM, TEXT_DIR, TOKENIZED_DIR, doc_lengths, write_text, write_tokenized
 from .options import ExportOptions, ExportResult
 
 TOKENIZED_YAML = "llamafactory_pt_tokenized.yaml"
 TEXT_YAML = "llamafactory_pt_text.yaml"
 ROUTES = ("tokenized", "text")
 ROWS = ("blocks", "documents")
+MIX_STRATEGIES = ("concat", "interleave_under", "interleave_over")
 MODEL_PLACEHOLDER = "EDIT-ME: a model whose tokenizer is the build's"
 
 
@@ -50,10 +56,12 @@ MODEL_PLACEHOLDER = "EDIT-ME: a model whose tokenizer is the build's"
 class LlamaFactoryOptions(ExportOptions):
     """``seq_len`` is ``cutoff_len``; ``rows``: ``blocks`` or ``documents`` for route (a);
     ``model``/``template`` fill ``model_name_or_path``/``template`` in the recipes;
-    ``decimals`` of ``interleave_probs``; ``sim_runs`` of the interleave simulation."""
+    ``mix_strategy`` of route (b) (``concat``: exact shares); ``decimals`` of
+    ``interleave_probs``; ``sim_runs`` of the interleave simulation."""
 
     seq_len: int = 2048
     rows: str = "blocks"
+    mix_strategy: str = "concat"
     routes: tuple[str, ...] = ROUTES
     model: str | None = None
     template: str | None = None
@@ -70,6 +78,9 @@ class LlamaFactoryOptions(ExportOptions):
         if bad or not self.routes:
             raise ConfigError(self.where, "routes", f"expected some of {', '.join(ROUTES)}; "
                               f"got {', '.join(map(repr, self.routes)) or 'none'}")
+        if self.mix_strategy not in MIX_STRATEGIES:
+            raise ConfigError(self.where, "mix_strategy", f"expected one of "
+                              f"{', '.join(MIX_STRATEGIES)}; got {self.mix_strategy!r}")
         if not isinstance(self.decimals, int) or not 2 <= self.decimals <= 12:
             raise ConfigError(self.where, "decimals", f"expected 2..12, got {self.decimals!r}")
         if not isinstance(self.sim_runs, int) or self.sim_runs < 0:
@@ -156,18 +167,29 @@ def tokenized_recipe(facts: BuildFacts, opts: LlamaFactoryOptions, out: str, row
 
 def text_recipe(facts: BuildFacts, opts: LlamaFactoryOptions, out: str, mix: TextMix,
                 effect) -> str:
-    head = [
-        "# LLaMA-Factory pre-training (stage pt), text route: instmix build",
-        f"#   {facts.root}",
-        f"# {TEXT_DIR}/ holds each source's documents (decoded from the build, repetitions",
-        "# included) and dataset_info.json. LLaMA-Factory mixes DOCUMENTS; interleave_probs",
-        "# below are the built TOKEN shares converted with the mean document lengths:",
-    ]
-    head += ["#   " + line for line in mix_table(mix)]
-    head += _effect_lines(mix, effect, prefix="# ")
+    head = ["# LLaMA-Factory pre-training (stage pt), text route: instmix build",
+            f"#   {facts.root}"]
+    interleave = opts.mix_strategy != "concat" and len(mix.names) > 1
+    if not interleave:
+        head += [
+            f"# {TEXT_DIR}/{STREAM}.jsonl holds every document of the build once, in the build's",
+            "# order (decoded; repetitions included), so mix_strategy concat trains on exactly",
+            "# the built token shares (packing drops each 1,000-document batch's tail):",
+            *(f"#   {n}: {t:.4%}" for n, t in zip(mix.names, mix.target)),
+            "# (export with --mix-strategy interleave_under for per-source files mixed by",
+            "# document probabilities, with the error printed)",
+        ]
+    else:
+        head += [
+            f"# {TEXT_DIR}/ holds each source's documents (decoded from the build, repetitions",
+            "# included) and dataset_info.json. LLaMA-Factory mixes DOCUMENTS; interleave_probs",
+            "# below are the built TOKEN shares converted with the mean document lengths:",
+            *("#   " + line for line in mix_table(mix)),
+            *_effect_lines(mix, effect, prefix="# "),
+            "# The default export (mix_strategy concat, one file in the build's order) keeps",
+            "# exactly the built token shares instead.",
+        ]
     head += [
-        "# mix_strategy: concat (LLaMA-Factory's default) instead keeps every document once:",
-        "# exactly the built token shares, before packing drops each batch's tail.",
         "# Do not write `packing: true`: an explicit true shortens blocks to cutoff_len - 1.",
         *_tokenizer_comment(facts),
         "# Run: llamafactory-cli train THIS.yaml",
@@ -175,10 +197,11 @@ def text_recipe(facts: BuildFacts, opts: LlamaFactoryOptions, out: str, mix: Tex
     if facts.has_masks:
         head.append("# NOTE: the build's loss masks are lost in text form; every token trains.")
     args = _base_args(opts)
-    args.update({"dataset": ",".join(mix.names), "dataset_dir": os.path.join(out, TEXT_DIR)})
-    if len(mix.names) > 1:
-        args.update({"mix_strategy": "interleave_under",
-                     "interleave_probs": ",".join(mix.probs)})
+    names = mix.names if interleave else [STREAM]
+    args.update({"dataset": ",".join(names), "dataset_dir": os.path.join(out, TEXT_DIR),
+                 "mix_strategy": opts.mix_strategy if interleave else "concat"})
+    if interleave:
+        args["interleave_probs"] = ",".join(mix.probs)
     args["cutoff_len"] = opts.seq_len
     args.update(_train_args(out, "text"))
     return "\n".join(head) + "\n" + yaml_block(args)
@@ -249,22 +272,34 @@ def export_llamafactory(build: str, out: str | None = None, **options) -> Export
         lengths = {n: np.concatenate(v) for n, v in per_file.items()}
         mix = text_mix(facts, lengths, opts.decimals)
         effect = stop_effect(mix, lengths, opts.sim_runs, facts.seed)
-        write_text(facts, os.path.join(out, TEXT_DIR), check=guard.check_path)
+        interleave = opts.mix_strategy != "concat" and len(mix.names) > 1
+        write_text(facts, os.path.join(out, TEXT_DIR), per_source=interleave,
+                   check=guard.check_path)
         recipe = write_atomic(os.path.join(out, TEXT_YAML),
                               text_recipe(facts, opts, out, mix, effect))
         report["text"] = {
             "dir": TEXT_DIR, "recipe": TEXT_YAML, "seq_len": opts.seq_len,
-            "datasets": mix.names,
+            "mix_strategy": opts.mix_strategy if interleave else "concat",
+            "datasets": mix.names if interleave else [STREAM], "sources": mix.names,
             "documents": mix.documents, "mean_document_tokens": mix.mean_tokens,
             "token_shares": mix.target, "interleave_probs": mix.probs,
             "expected_token_shares": mix.expected, "rounding_error": mix.rounding_error,
             "interleave_under": None if isinstance(effect, str) else asdict(effect)}
         result.files += [os.path.join(out, TEXT_DIR), recipe]
-        result.lines += [f"wrote {os.path.join(out, TEXT_DIR)} and {recipe}",
-                         *("  " + x for x in mix_table(mix)),
-                         f"  interleave_probs: {','.join(mix.probs)} "
-                         f"(for token shares {', '.join(f'{t:.2%}' for t in mix.target)})",
-                         *("  " + x for x in _effect_lines(mix, effect))]
+        result.lines.append(f"wrote {os.path.join(out, TEXT_DIR)} and {recipe}")
+        if interleave:
+            result.lines += [*("  " + x for x in mix_table(mix)),
+                             f"  {opts.mix_strategy}, interleave_probs: {','.join(mix.probs)} "
+                             f"(for token shares {', '.join(f'{t:.2%}' for t in mix.target)})",
+                             *("  " + x for x in _effect_lines(mix, effect))]
+        else:
+            result.lines.append(
+                f"  mix_strategy concat over {STREAM}.jsonl (the build's order): exactly the "
+                f"built token shares {', '.join(f'{n} {t:.2%}' for n, t in zip(mix.names, mix.target))}")
+            if not isinstance(effect, str):
+                result.lines.append(f"  (interleave_under instead: keeps "
+                                    f"{effect.used_fraction_mean:.1%} of the tokens, worst share "
+                                    f"error {effect.error_worst:.2%}, simulated)")
     if facts.has_masks:
         result.lines.append(f"  note: LLaMA-Factory's pt stage trains on every token; the "
                             f"build's loss masks ({facts.loss_tokens:,} of "
