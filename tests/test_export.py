@@ -21,6 +21,7 @@ import instmix
 from instmix.errors import ConfigError, InstmixError
 from instmix.export import check_config, export, load_facts
 from instmix.export.files import trainer_path
+from instmix.export.hf_tokenizer import export_tokenizer
 from instmix.export.interleave import (
     doc_probabilities,
     expected_token_shares,
@@ -571,3 +572,62 @@ def test_export_out_stale_mixture_file_removed_only_when_ours(builds, tmp_path):
     (out / "olmo_core_mixture.yaml").write_text("mine: 1\n")
     export("olmo-core", builds["inter"], str(out), seq_len=256)
     assert (out / "olmo_core_mixture.yaml").read_text() == "mine: 1\n"
+
+
+# ---------------------------------------------------------------- tokenizer folder and pad checks
+
+def _lf_recipe(tmp_path, build, model) -> str:
+    export("llamafactory", build, str(tmp_path / "lf"), seq_len=64, sim_runs=0,
+           routes=("tokenized",), model=str(model))
+    return str(tmp_path / "lf" / "llamafactory_pt_tokenized.yaml")
+
+
+def test_export_tokenizer_folder_has_eos_and_a_distinct_pad(builds, tmp_path):
+    from transformers import AutoTokenizer
+
+    for name, pad in (("inter", "<|padding|>"), ("bos", "<unk>")):
+        out = tmp_path / name
+        r = cli("export", "tokenizer", builds[name], "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        facts = load_facts(builds[name])
+        tok = AutoTokenizer.from_pretrained(str(out))
+        assert tok.eos_token_id == facts.eos_token_id and tok.pad_token == pad
+        assert tok.pad_token_id not in (facts.eos_token_id, facts.bos_token_id)
+        assert (tok.bos_token_id == facts.bos_token_id) if facts.bos_token_id is not None \
+            else True
+        doc = next(iter_build_documents(builds[name]))
+        start = int(facts.bos_token_id is not None)
+        text = tok.decode(doc.tokens[start:-1].tolist())
+        assert tok(text, add_special_tokens=False)["input_ids"] == doc.tokens[start:-1].tolist()
+        assert check_config("llamafactory", builds[name], _lf_recipe(tmp_path / name,
+                            builds[name], out)) is not None  # the folder passes --check
+    with pytest.raises(ConfigError, match="pad: '<s>' is id 1, the build's EOS or BOS"):
+        export_tokenizer(builds["bos"], str(tmp_path / "x"), pad="<s>")
+
+
+def test_check_refuses_a_model_folder_without_pad_or_with_pad_eos(builds, tmp_path):
+    model = tmp_path / "model"
+    export_tokenizer(builds["inter"], str(model))
+    cfg = json.loads((model / "tokenizer_config.json").read_text())
+    recipe = _lf_recipe(tmp_path, builds["inter"], model)
+    (model / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 50280}))
+    assert check_config("llamafactory", builds["inter"], recipe) == []
+    (model / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 50304}))
+    assert any("padded embedding" in n for n in check_config("llamafactory", builds["inter"],
+                                                               recipe))
+    (model / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 50257}))
+    with pytest.raises(ConfigError, match="vocab_size 50257 but the build's ids go up to 50279"):
+        check_config("llamafactory", builds["inter"], recipe)
+    (model / "config.json").unlink()
+    (model / "tokenizer_config.json").write_text(json.dumps(
+        {**cfg, "pad_token": "<|endoftext|>"}))
+    with pytest.raises(ConfigError, match="pad token '<|endoftext|>' is EOS .id 50279.: the "
+                       "collator masks every EOS label"):
+        check_config("llamafactory", builds["inter"], recipe)
+    del cfg["pad_token"]
+    (model / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (model / "special_tokens_map.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    r = cli("export", "llamafactory", builds["inter"], "--check", recipe)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "names no pad token, so LLaMA-Factory pads with EOS" in r.stderr
+    assert "instmix export tokenizer" in r.stderr

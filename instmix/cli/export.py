@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from instmix.export import check_config, export
+from instmix.export.hf_tokenizer import export_tokenizer
 
 
 def register(sub) -> None:
@@ -56,6 +57,21 @@ def register(sub) -> None:
     q.add_argument("--template", help="LLaMA-Factory template for the recipes")
     q.add_argument("--sim-runs", type=int, default=200,
                    help="interleave_under simulations for the error estimate (default 200)")
+    help = ("a Hugging Face tokenizer folder for the build: tokenizer.json, "
+            "tokenizer_config.json with its EOS and a distinct pad token (for LLaMA-Factory "
+            "and other transformers trainers)")
+    q = fw.add_parser("tokenizer", help=help, description=help)
+    q.add_argument("build", help="build folder (holds manifest.json)")
+    q.add_argument("--out", help="output folder (default: BUILD/export-tokenizer)")
+    q.add_argument("--pad", help="the pad token's text (default: the tokenizer's pad token, "
+                   "else a special token that is neither EOS nor BOS and never in the build)")
+    q.set_defaults(func=run_tokenizer, framework="tokenizer")
+
+
+def run_tokenizer(args) -> int:
+    result = export_tokenizer(args.build, args.out, pad=args.pad)
+    print("\n".join(result.lines))
+    return 0
 
 
 def run(args) -> int:

@@ -244,6 +244,7 @@ def check_llamafactory(facts: BuildFacts, cfg: Mapping, where: str) -> list[str]
         raise ConfigError(where, "model_name_or_path", "missing (expected a LLaMA-Factory "
                           "training YAML)")
     notes = check_tokenizer_files(facts, where, "model_name_or_path", model)
+    notes += check_model_folder(facts, where, "model_name_or_path", model)
     if cfg.get("packing") is True:
         notes.append("packing: true shortens LLaMA-Factory's pt blocks to cutoff_len - 1; "
                      "leave packing unset for cutoff_len blocks")
@@ -279,6 +280,58 @@ def check_llamafactory(facts: BuildFacts, cfg: Mapping, where: str) -> list[str]
                 raise ConfigError(where, "interleave_probs", f"{cfg.get('interleave_probs')!r} "
                                   "does not give the build's token shares; use "
                                   f"{','.join(text['interleave_probs'])!r}")
+    return notes
+
+
+def _special(folder: str, name: str):
+    """A special token's text from a transformers folder (tokenizer_config.json, then
+    special_tokens_map.json), or None."""
+    for fname in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = os.path.join(folder, fname)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                value = json.load(f).get(name)
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def check_model_folder(facts: BuildFacts, where: str, key: str, path: str) -> list[str]:
+    """A local model folder for a transformers trainer: a pad token that is not EOS (else
+    LLaMA-Factory pads with EOS and its collator masks every EOS label), and a model
+    ``config.json`` ``vocab_size`` that holds every id of the build."""
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "tokenizer.json")):
+        return []
+    fix = (f"write one with `instmix export tokenizer {facts.root} --out DIR` and copy its "
+           "files into the model folder")
+    pad = _special(path, "pad_token")
+    if pad is None:
+        raise ConfigError(where, key, f"{path} names no pad token, so LLaMA-Factory pads with "
+                          "EOS and its collator masks every EOS label (no document end is "
+                          f"learned); {fix}")
+    pad_id = Tokenizer.from_file(os.path.join(path, "tokenizer.json")).token_to_id(pad)
+    if pad_id is None or pad_id == facts.eos_token_id:
+        what = "is not a token of its tokenizer.json" if pad_id is None else \
+            f"is EOS (id {pad_id}): the collator masks every EOS label"
+        raise ConfigError(where, key, f"{path}: its pad token {pad!r} {what}; {fix}")
+    notes = []
+    config = os.path.join(path, "config.json")
+    if os.path.isfile(config):
+        try:
+            with open(config, encoding="utf-8") as f:
+                vocab = json.load(f).get("vocab_size")
+        except ValueError as e:
+            raise ConfigError(config, "file", f"cannot parse ({e})") from None
+        if not isinstance(vocab, int) or vocab < facts.vocab_size:
+            raise ConfigError(where, key, f"{config}: vocab_size {vocab!r} but the build's ids "
+                              f"go up to {facts.vocab_size - 1}; set vocab_size >= "
+                              f"{facts.vocab_size}")
+        if vocab > facts.vocab_size:
+            notes.append(f"{key}: config.json vocab_size {vocab} > the tokenizer's "
+                         f"{facts.vocab_size} (padded embedding; fine)")
+    else:
+        notes.append(f"{key}: {path} has no config.json (model vocab_size not checked)")
     return notes
 
 
