@@ -5,8 +5,9 @@ the same calls as its ``run_pt`` workflow up to the dataset (the shipped
 
 - tokenized: the rows it serves (sha256 of the concatenated ids, count, lengths);
 - text: rows as LLaMA-Factory packs them by default, and per-source tokens of the
-  interleave_under stream, read with packing off (one row per document) and attributed to
-  sources by matching each row against the source files tokenized by LLaMA-Factory's own
+  recipe's stream (mix_strategy concat by default, or interleave_under), read with packing
+  off (one row per document) and attributed to sources by matching each row against the
+  exported documents (each record names its source) tokenized by LLaMA-Factory's own
   tokenizer.
 
 usage: check_llamafactory.py EXPORT_DIR WORK_DIR
@@ -37,13 +38,14 @@ def load_pt(recipe, work_dir, **changes):
 def main(export_dir, work_dir):
     out = {}
     tok_recipe = os.path.join(export_dir, "llamafactory_pt_tokenized.yaml")
-    ds, _, _ = load_pt(tok_recipe, work_dir)
-    rows = ds["input_ids"]
-    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
-    out["tokenized"] = {"rows": len(rows), "tokens": int(flat.size),
-                        "sha256": hashlib.sha256(flat.tobytes()).hexdigest(),
-                        "lengths": sorted({len(r) for r in rows}),
-                        "columns": ds.column_names}
+    if os.path.exists(tok_recipe):
+        ds, _, _ = load_pt(tok_recipe, work_dir)
+        rows = ds["input_ids"]
+        flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+        out["tokenized"] = {"rows": len(rows), "tokens": int(flat.size),
+                            "sha256": hashlib.sha256(flat.tobytes()).hexdigest(),
+                            "lengths": sorted({len(r) for r in rows}),
+                            "columns": ds.column_names}
 
     text_recipe = os.path.join(export_dir, "llamafactory_pt_text.yaml")
     ds, tok, data_args = load_pt(text_recipe, work_dir)
@@ -55,22 +57,24 @@ def main(export_dir, work_dir):
     with open(os.path.join(data_args.dataset_dir, "dataset_info.json")) as f:
         info = json.load(f)
     owner, docs, file_tokens = {}, {}, {}
-    for name, entry in info.items():
+    for entry in info.values():
         with open(os.path.join(data_args.dataset_dir, entry["file_name"])) as f:
-            texts = [json.loads(line)["text"] for line in f]
-        docs[name] = len(texts)
-        encoded = tok([t + tok.eos_token for t in texts], add_special_tokens=False)["input_ids"]
-        file_tokens[name] = sum(len(ids) for ids in encoded)
-        for ids in encoded:
-            owner.setdefault(tuple(ids), set()).add(name)
-    tokens = dict.fromkeys(info, 0)
-    rows = dict.fromkeys(info, 0)
+            records = [json.loads(line) for line in f]
+        encoded = tok([r["text"] + tok.eos_token for r in records],
+                      add_special_tokens=False)["input_ids"]
+        for r, ids in zip(records, encoded):
+            docs[r["source"]] = docs.get(r["source"], 0) + 1
+            file_tokens[r["source"]] = file_tokens.get(r["source"], 0) + len(ids)
+            owner.setdefault(tuple(ids), set()).add(r["source"])
+    tokens = dict.fromkeys(docs, 0)
+    rows = dict.fromkeys(docs, 0)
     for ids in ds["input_ids"]:
         (name,) = owner[tuple(ids)]  # every served row is one exported document
         tokens[name] += len(ids)
         rows[name] += 1
     total = sum(tokens.values())
     out["text"] = {"tokens": tokens, "rows": rows, "documents": docs,
+                   "mix_strategy": data_args.mix_strategy,
                    "file_tokens": file_tokens,
                    "shares": {k: v / total for k, v in tokens.items()},
                    "eos_token_id": tok.eos_token_id, "vocab": len(tok)}

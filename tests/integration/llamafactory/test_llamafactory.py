@@ -71,8 +71,30 @@ def test_text_route_tokenizes_back_to_our_tokens(checked):
     assert result["text"]["documents"] == {s["name"]: s["documents"] for s in m.sources}
 
 
-def test_text_route_token_shares_within_the_printed_error(checked):
-    _, m, result, report, printed = checked
+def test_text_route_default_concat_keeps_the_exact_shares(checked):
+    """mix_strategy concat over the one file in the build's order: every document once, so
+    each source's served tokens are exactly its exported tokens."""
+    _, m, result, report, _ = checked
+    text = result["text"]
+    assert text["mix_strategy"] == "concat" and report["text"]["datasets"] == ["instmix"]
+    assert text["tokens"] == text["file_tokens"]
+    assert text["rows"] == text["documents"] == {s["name"]: s["documents"] for s in m.sources}
+
+
+@pytest.fixture(scope="module")
+def interleaved(builds, tokenizer_dir, tmp_path_factory):
+    """The same build exported with the interleave_under option."""
+    out = tmp_path_factory.mktemp("lf-interleave")
+    printed = export("llamafactory", builds["inter"], out / "export", "--seq-len", SEQ,
+                     "--model", tokenizer_dir, "--routes", "text",
+                     "--mix-strategy", "interleave_under")
+    result = run_check("llamafactory", CHECK, out / "export", out / "work")
+    report = json.loads((out / "export" / "instmix-export.json").read_text())
+    return None, load_manifest(str(builds["inter"])), result, report, printed
+
+
+def test_interleave_under_token_shares_within_the_printed_error(interleaved):
+    _, m, result, report, printed = interleaved
     text = report["text"]
     bound = text["rounding_error"] + text["interleave_under"]["error_worst"]
     assert f"worst {text['interleave_under']['error_worst']:.2%}" in printed
