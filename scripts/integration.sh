@@ -2,7 +2,7 @@
 # The integration tier: real trainer packages read what `instmix export` writes.
 # Creates one virtualenv per framework under .venvs/ (reused while its recipe and pinned
 # constraints are unchanged), then runs tests/integration with them. Extra arguments go to
-# pytest. The build side runs in .venv (scripts/setup.sh); each framework check runs as a
+# pytest; --venvs-only makes the venvs and stops. The build side runs in .venv (scripts/setup.sh); each framework check runs as a
 # subprocess with its venv's python.
 #
 # Every venv installs torch==2.13.0 first and pins it in its constraints: this machine has
@@ -59,5 +59,6 @@ ensure_venv() {  # name recipe: (re)create .venvs/name when its recipe or pins c
 ensure_venv olmo-core olmo_core
 ensure_venv olmo olmo
 ensure_venv llamafactory llamafactory
+[ "${1:-}" != "--venvs-only" ] || exit 0
 
 INSTMIX_INTEGRATION=1 INSTMIX_VENVS=$VENVS .venv/bin/python -m pytest tests/integration "$@"
