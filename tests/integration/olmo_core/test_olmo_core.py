@@ -83,6 +83,8 @@ def test_packed_serves_every_token_once(checked):
                i.end.tolist()))(read_index(m.path(s["path"]))))]
     assert packed["pieces"] == sum(-(-n // SEQ) for n in lengths) > m["documents"]
     assert "every token kept" in printed
+    if name != "bos":  # doc_lens: one segment per piece (bos: see check_packed)
+        assert packed["segments"] == packed["pieces"]
     assert (m["tokenizer"]["bos_token_id"] is not None) == (name == "bos")
 
 
