@@ -322,7 +322,8 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
 
     ``tokenized`` (from :func:`tokenize` on a config with the same sources) skips straight
     to planning: a sweep tokenizes once and builds many mixtures from it. ``workers``:
-    processes for the clean stage's signatures (default: one per CPU). ``executor`` runs
+    processes for the clean stage's signatures (default: ``cfg.workers``, 0: one per CPU).
+    ``executor`` runs
     the tokenization of cache units (default: local processes, ``cfg.workers``).
     """
     progress = progress or Progress(enabled=False)
@@ -376,7 +377,7 @@ def mixture_pools(cfg: BuildConfig, tokenized: Tokenized, progress: Progress | N
     if not cleaning.enabled(cfg):
         return pools, None
     found, listing = tokenized.removals(cfg, pools, progress or Progress(enabled=False),
-                                        workers or os.cpu_count() or 1)
+                                        workers or cfg.workers or os.cpu_count() or 1)
     add_bos = tokenized.info.add_bos
     return [cleaning.cleaned_pool(p, r, add_bos) for p, r in zip(pools, found)], listing
 
