@@ -323,8 +323,8 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
     ``tokenized`` (from :func:`tokenize` on a config with the same sources) skips straight
     to planning: a sweep tokenizes once and builds many mixtures from it. ``workers``:
     processes for the clean stage's signatures (default: ``cfg.workers``, 0: one per CPU).
-    ``executor`` runs
-    the tokenization of cache units (default: local processes, ``cfg.workers``).
+    ``executor`` runs the tokenization of cache units (default: local processes,
+    ``cfg.workers``).
     """
     progress = progress or Progress(enabled=False)
     check_replaceable(cfg.output)
