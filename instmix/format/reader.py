@@ -31,6 +31,13 @@ def index_path(shard_path: str) -> str:
         shard_path + ".csv.gz"
 
 
+def open_ends(path: str) -> np.ndarray:
+    """Memory-map a ``.ends`` file (headerless little-endian int64)."""
+    if os.path.getsize(path) == 0:
+        return np.zeros(0, dtype="<i8")
+    return np.memmap(path, dtype="<i8", mode="r")
+
+
 def read_index(shard_path: str) -> DocIndex:
     """Parse ``<shard>.csv.gz``; raises ValueError naming the line on a malformed row."""
     starts, ends, ids, srcs = [], [], [], []

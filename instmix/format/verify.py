@@ -3,7 +3,8 @@
 Checks, per shard in order: file present and of the recorded length (``tokens x
 itemsize``: catches truncation), the ``.csv.gz`` offsets (contiguous, non-empty documents
 from 0 to the end), EOS at every document end and BOS at every start when the tokenizer
-adds one, every id below the vocabulary size, the sha256, and the mask file if any. Then
+adds one, every id below the vocabulary size, the sha256, the ``.ends`` file (equal to the
+index's ends) and the mask file if any. Then
 the per-source totals against ``sources``. The first problem raises :class:`VerifyError`.
 """
 
@@ -17,7 +18,7 @@ from instmix.errors import InstmixError, VerifyError
 from instmix.io.hashing import sha256_file
 
 from .manifest import load_manifest
-from .reader import index_path, open_tokens, read_index
+from .reader import index_path, open_ends, open_tokens, read_index
 
 
 def _max_id(tokens: np.ndarray) -> int:
@@ -60,6 +61,8 @@ def verify(root: str) -> dict:
         except (ValueError, OSError, EOFError) as e:
             raise VerifyError(f"{os.path.basename(index_path(path))}: unreadable ({e})") from None
         _check_offsets(name, idx.start, idx.end, shard)
+        if shard.get("ends"):
+            _check_ends(m.path(shard["ends"]), idx.end, shard)
         tokens = open_tokens(path, m.dtype)
         ends_ok = tokens[idx.end - 1] == eos
         if not ends_ok.all():
@@ -130,6 +133,19 @@ def _check_offsets(name: str, start: np.ndarray, end: np.ndarray, shard: dict) -
     if end[-1] != shard["tokens"]:
         raise VerifyError(f"{name}: last document ends at {end[-1]}; shard holds "
                           f"{shard['tokens']:,} tokens")
+
+
+def _check_ends(path: str, end: np.ndarray, shard: dict) -> None:
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise VerifyError(f"{name}: missing")
+    if os.path.getsize(path) != 8 * len(end):
+        raise VerifyError(f"{name}: {os.path.getsize(path):,} bytes; the index lists "
+                          f"{len(end):,} documents (8 bytes each)")
+    if not np.array_equal(open_ends(path), end):
+        raise VerifyError(f"{name}: document ends differ from the .csv.gz index")
+    if sha256_file(path) != shard.get("ends_sha256"):
+        raise VerifyError(f"{name}: sha256 differs from the manifest")
 
 
 def _check_mask(path: str, shard: dict) -> None:

@@ -4,7 +4,9 @@ A shard is ``part-NNNNN.npy``: token ids with **no header** (what OLMo and OLMo-
 read, despite the name), beside ``part-NNNNN.csv.gz`` with one ``start,end,id,src`` line
 per document (token offsets, ``end`` exclusive) and, when a source masks its loss,
 ``part-NNNNN.mask``: one ``np.bool_`` per token (True = train), a name ``*.npy`` globs
-do not catch. Documents never span shards.
+do not catch. ``part-NNNNN.ends`` holds the documents' end offsets as headerless
+little-endian int64 (what :class:`~instmix.ShardDataset` memory-maps instead of parsing
+the ``.csv.gz``, which stays for dolma-style tools). Documents never span shards.
 
 The build writes shards into an owner-marked temporary folder that replaces the output
 folder only when complete (:func:`instmix.io.atomic.swap_dir`).
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+ENDS_SUFFIX = ".ends"  # document end offsets, <i8, no header
+
 
 @dataclass
 class ShardStats:
@@ -31,11 +35,15 @@ class ShardStats:
     mask: str | None = None
     mask_sha256: str | None = None
     loss_tokens: int = 0
+    ends: str | None = None
+    ends_sha256: str | None = None
     sources: dict = field(default_factory=dict)
 
     def manifest_dict(self) -> dict:
         d = {"path": self.path, "tokens": self.tokens, "documents": self.documents,
              "sha256": self.sha256, "sources": self.sources}
+        if self.ends:
+            d.update(ends=self.ends, ends_sha256=self.ends_sha256)
         if self.mask:
             d.update(mask=self.mask, mask_sha256=self.mask_sha256, loss_tokens=self.loss_tokens)
         return d
@@ -52,6 +60,9 @@ class _Shard:
         self.gz = gzip.GzipFile(base + ".csv.gz", "wb", mtime=0)  # mtime=0: stable bytes
         self.text = io.TextIOWrapper(self.gz, encoding="utf-8", newline="")
         self.csv = csv.writer(self.text, lineterminator="\n")
+        self.stats.ends = rel + ENDS_SUFFIX
+        self.ends = open(base + ENDS_SUFFIX, "wb", buffering=1 << 20)
+        self.ends_sha = hashlib.sha256()
         self.mask = self.mask_sha = None
         if with_mask:
             self.stats.mask, self.stats.mask_sha256 = rel + ".mask", ""
@@ -72,6 +83,9 @@ class _Shard:
             self.mask_sha.update(mb)
             self.stats.loss_tokens += int(m.sum())
         self.csv.writerow((start, start + n, doc_id, src))
+        end = (start + n).to_bytes(8, "little")
+        self.ends.write(end)
+        self.ends_sha.update(end)
         self.stats.tokens += n
         self.stats.documents += 1
         self.stats.sources[src] = self.stats.sources.get(src, 0) + n
@@ -103,7 +117,9 @@ class _Shard:
     def close(self) -> ShardStats:
         self.tok.close()
         self.text.close()
+        self.ends.close()
         self.stats.sha256 = self.sha.hexdigest()
+        self.stats.ends_sha256 = self.ends_sha.hexdigest()
         if self.mask is not None:
             self.mask.close()
             self.stats.mask_sha256 = self.mask_sha.hexdigest()

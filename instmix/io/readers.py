@@ -13,7 +13,7 @@ import glob
 import gzip
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import zstandard
@@ -77,12 +77,17 @@ def _json_error(path: str, line_no: int, raw: bytes, err: Exception) -> InputErr
     return InputError(path, line_no, None, f"invalid JSON ({err})")
 
 
-def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None
-               ) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line, object)`` for every non-blank line."""
+def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None,
+               select: Callable[[int], bool] | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line, object)`` for every non-blank line (with ``select``: only for the
+    non-blank lines whose 0-based ordinal it accepts; the others are not parsed)."""
+    ordinal = -1
     with _open_binary(path) as f:
         for line_no, raw in enumerate(f, 1):
             if not raw.strip():
+                continue
+            ordinal += 1
+            if select is not None and not select(ordinal):
                 continue
             try:
                 obj = _loads(raw)
@@ -160,12 +165,15 @@ def iter_saved_dataset(path: str, columns: Sequence[str] | None) -> Iterator[tup
 
 
 def iter_records(path: str, *, columns: Sequence[str] | None = None, txt_unit: str = "file",
-                 skip_bad: bool = False, stats: dict | None = None
+                 skip_bad: bool = False, stats: dict | None = None,
+                 select: Callable[[int], bool] | None = None
                  ) -> Iterator[tuple[int, Mapping]]:
     """Yield ``(position, record)`` from one input; ``record`` is a mapping of fields.
 
     ``columns`` lets table formats read only what is needed. A record that is not a JSON
-    object is an error (or skipped and counted when ``skip_bad``).
+    object is an error (or skipped and counted when ``skip_bad``). ``select`` keeps only
+    the records whose 0-based ordinal in the file it accepts (JSON lines it rejects are
+    not parsed).
     """
     if is_saved_dataset(path):
         it = iter_saved_dataset(path, columns)
@@ -174,7 +182,10 @@ def iter_records(path: str, *, columns: Sequence[str] | None = None, txt_unit: s
     elif path.endswith(".txt"):
         it = iter_txt(path, txt_unit, skip_bad, stats)
     else:
-        it = iter_jsonl(path, skip_bad, stats)
+        it = iter_jsonl(path, skip_bad, stats, select)
+        select = None  # applied while reading
+    if select is not None:
+        it = (pr for i, pr in enumerate(it) if select(i))
     for pos, rec in it:
         if not isinstance(rec, Mapping):
             err = InputError(path, pos, None, f"expected a JSON object, got {type(rec).__name__}")

@@ -7,6 +7,10 @@ over in step order. The loader keeps a *cursor* (the resume point after the last
 gave out); ``state_dict()`` saves it with the data's fingerprint, and a new loader that
 loads it yields exactly the batches an uninterrupted run would have yielded next, also
 with another ``num_workers``, ``world_size`` or ``batch_size``.
+
+Every rank gets the same number of batches each epoch: the epoch ends at a global step
+boundary (``tail``: ``"drop"`` leaves out the sequences that do not fill a last global
+step, ``"wrap"`` fills it from the start of the epoch), and ``len()`` is that number.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import IterableDataset
 
 from instmix.errors import InstmixError
 
-from .sharding import RuntimeContext, current_worker
+from .sharding import RuntimeContext, check_tail, current_worker, data_parallel
 from .state import STATE_VERSION, check_state
 
 _CURSOR = "_instmix_cursor"
@@ -29,16 +34,18 @@ _PACKED = "_instmix_packed"
 class _BatchStream(IterableDataset):
     """Runs in each worker: the batches of this rank and worker, each tagged with its cursor."""
 
-    def __init__(self, dataset, cursor: dict, batch_size: int, drop_last: bool):
+    def __init__(self, dataset, cursor: dict, batch_size: int, tail: str, rank: int,
+                 world_size: int):
         self.dataset, self.cursor = dataset, cursor
-        self.batch_size, self.drop_last = batch_size, drop_last
+        self.batch_size, self.tail = batch_size, tail
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self):
         worker, workers = current_worker()
-        ds = self.dataset
-        ctx = RuntimeContext(ds.rank, ds.world_size, worker, workers)
+        ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
         in_worker = torch.utils.data.get_worker_info() is not None
-        for cursor, batch in ds.iter_batches(self.cursor, self.batch_size, ctx, self.drop_last):
+        for cursor, batch in self.dataset.iter_batches(self.cursor, self.batch_size, ctx,
+                                                       self.tail):
             if in_worker:
                 batch = _pack(batch)
             batch[_CURSOR] = cursor
@@ -79,57 +86,137 @@ def _unpack(batch: dict) -> dict:
 class DataLoader:
     """Resumable batches of an instmix dataset (``ShardDataset`` or ``StreamingMixture``).
 
-    ``batch_size`` is per rank. Extra keyword arguments go to the torch DataLoader
-    (``pin_memory``, ``prefetch_factor``, ``persistent_workers``, ...); ``drop_last`` drops
-    the last global step of an epoch when it is incomplete, so every rank gets the same
-    number of full batches.
+    ``batch_size`` is per rank. ``tail`` (default: the dataset's, ``"drop"``) says what
+    happens to the sequences that do not fill a last global step of ``world_size x
+    batch_size``: dropped, or ``"wrap"``: the step is completed from the start of the
+    epoch. ``rank``/``world_size`` (the data-parallel ones) default to the dataset's;
+    ``device_mesh``/``dp_dim`` take them from a ``DeviceMesh``'s data-parallel dimension.
+    Extra keyword arguments go to the torch DataLoader (``pin_memory``,
+    ``prefetch_factor``, ``persistent_workers``, ...).
     """
 
     def __init__(self, dataset, batch_size: int, num_workers: int = 0, *,
-                 drop_last: bool = False, **torch_dataloader_kwargs: Any):
-        if batch_size < 1:
-            raise InstmixError(f"batch_size must be >= 1, got {batch_size}")
+                 tail: str | None = None, rank: int | None = None,
+                 world_size: int | None = None, device_mesh=None, dp_dim: str = "dp",
+                 **torch_dataloader_kwargs: Any):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InstmixError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn"):
             if key in torch_dataloader_kwargs:
                 raise InstmixError(f"instmix.DataLoader sets {key} itself; do not pass it")
+        if "drop_last" in torch_dataloader_kwargs:
+            raise InstmixError("drop_last: instmix.DataLoader always ends an epoch at a whole "
+                               "global step; pass tail='drop' (the default) or tail='wrap'")
         self.dataset = dataset
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.drop_last = drop_last
+        self.tail = check_tail(dataset.tail if tail is None else tail)
+        if rank is None and world_size is None and device_mesh is None:
+            self.rank, self.world_size = dataset.rank, dataset.world_size
+        else:
+            self.rank, self.world_size = data_parallel(rank, world_size, device_mesh, dp_dim)
+        RuntimeContext(self.rank, self.world_size)  # validates
         self.kwargs = torch_dataloader_kwargs
+        self._mesh, self._dp_dim = device_mesh, dp_dim
         self._cursor = dataset.initial_cursor()
+        self._pending: dict = {}
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """The rest of the current epoch; the next ``iter()`` starts the next epoch."""
-        stream = _BatchStream(self.dataset, dict(self._cursor), self.batch_size, self.drop_last)
+        stream = _BatchStream(self.dataset, dict(self._cursor), self.batch_size, self.tail,
+                              self.rank, self.world_size)
         loader = torch.utils.data.DataLoader(stream, batch_size=None,
                                              num_workers=self.num_workers, **self.kwargs)
+        parts = max(self.num_workers, 1) if getattr(self.dataset, "split_steps", False) else 1
+        got: list[dict] = []
         for batch in loader:
-            self._cursor = _plain(batch.pop(_CURSOR))
-            yield _unpack(batch) if _PACKED in batch else batch
+            cursor = _plain(batch.pop(_CURSOR))
+            got.append(_unpack(batch) if _PACKED in batch else batch)
+            if parts > 1:
+                self._pending = _join_cursors([self._pending, cursor]) if len(got) > 1 else cursor
+                if len(got) < parts:
+                    continue
+                cursor, batch = self._pending, _join_parts(got)
+            else:
+                batch = got[0]
+            got = []
+            self._cursor = cursor
+            yield batch
         nxt = self.dataset.next_epoch(self._cursor)
         if nxt is not None:
             self._cursor = nxt
 
     def __len__(self) -> int:
-        """Batches left in the current epoch for this rank (when the dataset knows)."""
-        return self.dataset.batches_left(self._cursor, self.batch_size, self.drop_last)
+        """Batches left in the current epoch, the same on every rank."""
+        return self.dataset.batches_left(self._cursor, self.batch_size,
+                                         RuntimeContext(self.rank, self.world_size), self.tail)
 
     @property
     def epoch(self) -> int:
         return self._cursor.get("epoch", 0)
 
     def state_dict(self) -> dict:
-        """Small, versioned and tied to the data: ``{version, fingerprint, seed, cursor}``."""
+        """Small, versioned and tied to the data: ``{version, fingerprint, seed, cursor}``.
+
+        A ``StreamingMixture``'s cursor holds a snapshot per stream, and a rank has only its
+        own streams': under torch.distributed with ``world_size > 1`` this call gathers them
+        over the data-parallel group (call it on every rank, as when checkpointing);
+        otherwise join the ranks' states with :func:`merge_states`."""
         ds = self.dataset
-        return {"version": STATE_VERSION, "fingerprint": ds.fingerprint, "seed": ds.seed,
-                "cursor": dict(self._cursor)}
+        state = {"version": STATE_VERSION, "fingerprint": ds.fingerprint, "seed": ds.seed,
+                 "cursor": dict(self._cursor)}
+        if getattr(ds, "split_steps", False) and self.world_size > 1 and dist.is_available() \
+                and dist.is_initialized():
+            group = None if self._mesh is None else self._mesh.get_group(self._dp_dim)
+            if group is not None or dist.get_world_size() == self.world_size:
+                states: list = [None] * self.world_size
+                dist.all_gather_object(states, state, group=group)
+                state = merge_states(states)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         check_state(state, self.dataset.fingerprint, self.dataset.seed)
+        if not isinstance(state.get("cursor"), dict):
+            raise InstmixError(f"loader state: cursor: {state.get('cursor')!r} is not a "
+                               "mapping; load a state saved by this loader, unedited")
+        self.dataset.check_cursor(state["cursor"])
         self._cursor = dict(state["cursor"])
         if "epoch" in self._cursor:
             self.dataset.set_epoch(self._cursor["epoch"])
+
+
+def merge_states(states: list[dict]) -> dict:
+    """One state from the states of all data-parallel ranks saved at the same step (the
+    union of their streams' snapshots)."""
+    first = states[0]
+    for st in states[1:]:
+        for key in ("version", "fingerprint", "seed"):
+            if st.get(key) != first.get(key):
+                raise InstmixError(f"loader states differ in {key}: saved for other data")
+        if st["cursor"].get("consumed") != first["cursor"].get("consumed"):
+            raise InstmixError("loader states were saved at different steps "
+                               f"({first['cursor'].get('consumed')} and "
+                               f"{st['cursor'].get('consumed')} sequences)")
+    return {**first, "cursor": _join_cursors([s["cursor"] for s in states])}
+
+
+def _join_cursors(cursors: list[dict]) -> dict:
+    out = dict(cursors[-1])
+    if any(c.get("streams") for c in cursors):
+        out["streams"] = {k: v for c in cursors for k, v in (c.get("streams") or {}).items()}
+    return out
+
+
+def _join_parts(parts: list[dict]) -> dict[str, torch.Tensor]:
+    """The workers' parts of one step as the rank's batch, rows in position order."""
+    width = max(p["doc_lens"].shape[1] for p in parts)
+    dl = torch.cat([torch.nn.functional.pad(p["doc_lens"], (0, width - p["doc_lens"].shape[1]))
+                    for p in parts])
+    index = torch.cat([p["index"] for p in parts])
+    order = torch.argsort(index)
+    return {"input_ids": torch.cat([p["input_ids"] for p in parts])[order],
+            "labels": torch.cat([p["labels"] for p in parts])[order],
+            "doc_lens": dl[order], "index": index[order]}
 
 
 def _plain(value):

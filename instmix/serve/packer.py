@@ -13,7 +13,8 @@ import torch
 from .state import IGNORE
 
 if TYPE_CHECKING:
-    from .streaming import StreamingMixture, _Pipeline
+    from .streaming import StreamingMixture
+    from .streams import Stream
 
 END = object()  # returned by next_sequence past the stream's end
 
@@ -21,7 +22,7 @@ END = object()  # returned by next_sequence past the stream's end
 class Packer:
     """Packs the pipeline's documents into sequences; restorable at sequence starts."""
 
-    def __init__(self, mix: StreamingMixture, pipe: _Pipeline, pos: int):
+    def __init__(self, mix: StreamingMixture, pipe: Stream, pos: int):
         self.mix, self.pipe, self.pos = mix, pipe, pos
         self.cur = None  # (source, tokens, mask) of the document being packed
         self.cur_state = None  # pipeline snapshot from just before ``cur`` was drawn
@@ -80,8 +81,14 @@ class Packer:
         return {"input_ids": ids, "labels": labels, "doc_lens": lens, "index": self.pos - 1}
 
 
-def stack(items: list[dict]) -> dict[str, torch.Tensor]:
+def stack(items: list[dict], seq_len: int) -> dict[str, torch.Tensor]:
+    """Items as one batch (``doc_lens`` padded to the widest row); none: an empty batch."""
     n = len(items)
+    if not n:
+        empty = torch.zeros((0, seq_len), dtype=torch.int64)
+        return {"input_ids": empty, "labels": empty.clone(),
+                "doc_lens": torch.zeros((0, 1), dtype=torch.int64),
+                "index": torch.zeros(0, dtype=torch.int64)}
     doc_lens = np.zeros((n, max(len(it["doc_lens"]) for it in items)), dtype=np.int64)
     for i, it in enumerate(items):
         doc_lens[i, :len(it["doc_lens"])] = it["doc_lens"]

@@ -26,18 +26,20 @@ import torch
 
 from instmix.errors import InstmixError
 from instmix.format.manifest import load_manifest
-from instmix.format.reader import index_path, open_tokens, read_index
+from instmix.format.reader import index_path, open_ends, open_tokens, read_index
 
 from .permute import Permutation
 from .sharding import (
     LOOKAHEAD,
     RuntimeContext,
+    check_tail,
     current_worker,
-    distributed_defaults,
+    data_parallel,
+    epoch_end,
     positions,
     steps,
 )
-from .state import IGNORE, CursorDataset
+from .state import IGNORE, CursorDataset, count
 
 _ITEM_BATCH = 64  # rows gathered at once when iterating items
 _KEYS = ("input_ids", "labels", "doc_lens", "index")
@@ -49,9 +51,11 @@ class _Shard:
     mask: str | None
     tokens: int
     dtype: str
-    ends: np.ndarray  # document end offsets (exclusive), ascending
+    ends_path: str | None  # the ``.ends`` file, memory-mapped when read
+    ends_csv: np.ndarray | None = None  # ends parsed from the .csv.gz (builds without .ends)
     _mm: np.ndarray | None = None
     _mask_mm: np.ndarray | None = None
+    _ends_mm: np.ndarray | None = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Memory maps, opened lazily in the process that reads (safe across fork/spawn)."""
@@ -61,8 +65,17 @@ class _Shard:
                 self._mask_mm = np.memmap(self.mask, dtype=np.bool_, mode="r")
         return self._mm, self._mask_mm
 
+    @property
+    def ends(self) -> np.ndarray:
+        """Document end offsets (exclusive), ascending: a memory map of the ``.ends`` file."""
+        if self.ends_csv is not None:
+            return self.ends_csv
+        if self._ends_mm is None:
+            self._ends_mm = open_ends(self.ends_path).view(np.ndarray)
+        return self._ends_mm
+
     def __getstate__(self):
-        return {**self.__dict__, "_mm": None, "_mask_mm": None}
+        return {**self.__dict__, "_mm": None, "_mask_mm": None, "_ends_mm": None}
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -70,23 +83,103 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+def _open_shard(m, s: dict, dtype: str) -> _Shard:
+    """A manifest shard entry, checked against its files (sizes, the index's last end):
+    a damaged or incomplete build is refused here, naming the file."""
+    path = m.path(s["path"])
+    tokens, docs = s["tokens"], s["documents"]
+    want = tokens * np.dtype(dtype).itemsize
+    size = os.path.getsize(path) if os.path.isfile(path) else None
+    if size != want:
+        what = "missing" if size is None else f"{size:,} bytes, manifest says {want:,}"
+        raise InstmixError(f"{path}: {what} (truncated or replaced); rebuild it or run "
+                           "instmix verify")
+    mask = m.path(s["mask"]) if s.get("mask") else None
+    if mask is not None and (not os.path.isfile(mask) or os.path.getsize(mask) != tokens):
+        raise InstmixError(f"{mask}: missing or not {tokens:,} bytes (one per token); "
+                           "rebuild it or run instmix verify")
+    ends_path, ends_csv = (m.path(s["ends"]) if s.get("ends") else None), None
+    if ends_path is not None:
+        if not os.path.isfile(ends_path) or os.path.getsize(ends_path) != 8 * docs:
+            raise InstmixError(f"{ends_path}: missing or not {8 * docs:,} bytes (8 per "
+                               "document); rebuild it or run instmix verify")
+        last = int(open_ends(ends_path)[-1]) if docs else 0
+    else:  # a build written before .ends files: the .csv.gz index, parsed
+        csv = index_path(path)
+        if not os.path.isfile(csv):
+            raise InstmixError(f"{csv}: missing: the shard's document index (doc_lens need "
+                               "it); rebuild it or run instmix verify")
+        try:
+            ends_csv = read_index(path).end
+        except (ValueError, OSError, EOFError) as e:
+            raise InstmixError(f"{csv}: unreadable ({e}); rebuild it or run instmix verify"
+                               ) from None
+        if len(ends_csv) != docs:
+            raise InstmixError(f"{csv}: lists {len(ends_csv):,} documents, manifest says "
+                               f"{docs:,}; rebuild it or run instmix verify")
+        last = int(ends_csv[-1]) if docs else 0
+    if last != tokens:
+        raise InstmixError(f"{ends_path or index_path(path)}: last document ends at {last:,}, "
+                           f"the shard holds {tokens:,} tokens; rebuild it or run instmix "
+                           "verify")
+    return _Shard(path, mask, tokens, dtype, ends_path, ends_csv)
+
+
+def _most_pieces(shard: _Shard, L: int, tail: bool, chunk: int = 1 << 20) -> int:
+    """The most pieces (``doc_lens`` entries) any window of ``shard`` holds, read from its
+    ends in chunks (bounded memory): a full window ``w`` has one piece more than the
+    distinct ends strictly inside it (``e // L == w``, ``e % L != 0``); the padded tail
+    window one more again."""
+    best, prev_w, run, last_e = 1, -1, 0, -1
+    full = shard.tokens // L
+    ends = shard.ends
+    for lo in range(0, len(ends), chunk):
+        e = np.asarray(ends[lo:lo + chunk], dtype=np.int64)
+        e = e[(e % L != 0) & (e < shard.tokens)]
+        if not len(e):
+            continue
+        keep = np.empty(len(e), dtype=np.bool_)  # distinct ends (an empty document repeats one)
+        keep[0], keep[1:] = e[0] != last_e, e[1:] != e[:-1]
+        e = e[keep]
+        if not len(e):
+            continue
+        last_e = int(e[-1])
+        w, c = np.unique(e // L, return_counts=True)
+        if w[0] == prev_w:
+            c[0] += run
+        pieces = c + 1 + (w >= full)  # the tail window also holds the padding
+        if not tail:
+            pieces = pieces[w < full]
+        if len(pieces):
+            best = max(best, int(pieces.max()))
+        prev_w, run = int(w[-1]), int(c[-1])
+    if tail and shard.tokens % L:
+        best = max(best, 2)
+    return best
+
+
 class ShardDataset(CursorDataset):
     """Sequences of ``seq_len`` tokens from one build folder or a list of them."""
 
     def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike], seq_len: int, *,
                  seed: int = 0, epoch: int = 0, rank: int | None = None,
-                 world_size: int | None = None, drop_last: bool = True):
-        if seq_len < 1:
-            raise InstmixError(f"seq_len must be >= 1, got {seq_len}")
+                 world_size: int | None = None, device_mesh=None, dp_dim: str = "dp",
+                 drop_last: bool = True, tail: str = "drop", batch_size: int = 1):
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+            raise InstmixError(f"seq_len must be an integer >= 1, got {seq_len!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InstmixError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         roots = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         if not roots:
             raise InstmixError("ShardDataset needs at least one build folder")
         self.seq_len = seq_len
         self.seed = seed
         self.epoch = epoch
-        self.rank, self.world_size = distributed_defaults(rank, world_size)
+        self.rank, self.world_size = data_parallel(rank, world_size, device_mesh, dp_dim)
         RuntimeContext(self.rank, self.world_size)  # validates
         self.drop_last = drop_last
+        self.tail = check_tail(tail)
+        self.batch_size = batch_size
         self.shards: list[_Shard] = []
         first = None
         digest = hashlib.sha256(f"seq_len={seq_len};drop_last={drop_last}".encode())
@@ -100,11 +193,7 @@ class ShardDataset(CursorDataset):
                 raise InstmixError(f"{root}: dtype/vocab/EOS {key} differ from the first build's "
                                    f"{first}; builds served together must share a tokenizer")
             for s in m.shards:
-                path_ = m.path(s["path"])
-                idx = read_index(path_) if os.path.exists(index_path(path_)) else None
-                ends = idx.end if idx is not None else np.array([s["tokens"]], dtype=np.int64)
-                self.shards.append(_Shard(path_, m.path(s["mask"]) if s.get("mask") else None,
-                                          s["tokens"], m.dtype, ends))
+                self.shards.append(_open_shard(m, s, m.dtype))
                 digest.update(s["sha256"].encode())
                 digest.update((s.get("mask_sha256") or "").encode())
         self.dtype, self.vocab_size, self.eos_token_id = first
@@ -116,34 +205,21 @@ class ShardDataset(CursorDataset):
         self._window_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._full_windows = np.array([sh.tokens // seq_len for sh in self.shards] + [0],
                                       dtype=np.int64)
-        sizes = [sh.tokens for sh in self.shards]
-        self._token_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.num_sequences = int(self._window_starts[-1])
+        if self.num_sequences == 0:
+            longest = max((sh.tokens for sh in self.shards), default=0)
+            raise InstmixError(f"{roots[0]}: seq_len {seq_len} is longer than every shard "
+                               f"(the longest holds {longest:,} tokens): no sequence fits; "
+                               "use a smaller seq_len or drop_last=False")
         self._any_mask = any(sh.mask for sh in self.shards)
         self._pad_rows = (np.zeros(seq_len, dtype=self.dtype), np.ones(seq_len, dtype=np.bool_))
         self._grid_cache: list | None = None
         self._grids_unopened = len(self.shards)
-        self._ends_ext = np.concatenate(
-            [[-1]] + [sh.ends.astype(np.int64) + base
-                      for sh, base in zip(self.shards, self._token_starts)]
-            + [[np.iinfo(np.int64).max]]).astype(np.int64)
-        self.num_sequences = int(self._window_starts[-1])
         # doc_lens has one fixed width (the most pieces any window holds), so the default
         # torch collate can stack items; unused slots are 0.
-        self.max_docs = max((self._most_pieces(s, c) for s, c in zip(self.shards, counts)),
-                            default=1)
-        self._piece_off, self._pieces = self._piece_table()
-        self._chunk = 1  # sequences per worker turn; instmix.DataLoader sets its batch size
+        self.max_docs = max(_most_pieces(s, seq_len, not drop_last) for s in self.shards)
         self._skip = 0  # items to skip in the next __iter__ (load_state_dict)
         self._yielded = 0
-
-    def _most_pieces(self, shard: _Shard, windows: int) -> int:
-        if windows == 0:
-            return 1
-        a = np.arange(windows, dtype=np.int64) * self.seq_len
-        b = np.minimum(a + self.seq_len, shard.tokens)
-        inside = np.searchsorted(shard.ends, b, side="left") - np.searchsorted(shard.ends, a,
-                                                                                side="right")
-        return int((inside + 1 + (b - a < self.seq_len)).max())
 
     # -- order ---------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -158,15 +234,16 @@ class ShardDataset(CursorDataset):
         return perm(positions)
 
     def __len__(self) -> int:
-        """Sequences this rank reads in one epoch."""
-        ctx = RuntimeContext(self.rank, self.world_size)
-        return sum(hi - lo for _, lo, hi in steps(self.num_sequences, 0, ctx, self._chunk))
+        """Sequences this rank reads in one epoch: the same on every rank, a whole number of
+        ``batch_size`` batches (see ``tail``)."""
+        per_step = self.world_size * self.batch_size
+        return epoch_end(self.num_sequences, 0, per_step, self.tail) // self.world_size
 
     # -- reading -------------------------------------------------------------------------
     # Reading is vectorised: window ids are computed for many positions in one call (the
     # permutation's per-call cost dominates small calls), a batch's rows are gathered in
     # one call from per-shard [windows, seq_len] views and widened in two, and its
-    # doc_lens are gathered from a table computed at construction (``_piece_table``).
+    # doc_lens are found by binary search in the shards' memory-mapped document ends.
     def _grids(self, shard_ids) -> list:
         """Per shard, its full windows as [windows, seq_len] views of the tokens and the
         mask (None without): plain ndarrays, as indexing a memmap subclass costs more than
@@ -225,12 +302,8 @@ class ShardDataset(CursorDataset):
                                     for s, w in zip(sl, ll)]).reshape(n, L)
             if not train.all():
                 np.copyto(labels, IGNORE, where=~train)
-        # doc_lens: this batch's rows of the table (tail rows have none there)
-        off = self._piece_off[windows]
-        cnt = self._piece_off[windows + 1] - off
-        rid = np.repeat(np.arange(n), cnt)
-        j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
-        dl[rid, j] = self._pieces[off[rid] + j]
+        if n:
+            self._doc_lens(dl, shard_of, local, np.flatnonzero(~tail))
         if any_tail:
             for r in np.flatnonzero(tail).tolist():
                 s = int(shard_of[r])
@@ -240,49 +313,34 @@ class ShardDataset(CursorDataset):
                 "doc_lens": t[2 * n * L:n * (2 * L + D)].view(n, D),
                 "index": t[n * (2 * L + D):]}
 
-    def _pieces_of(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """doc_lens of full windows starting at global token offsets ``a``, as ``(row, slot,
-        length)`` triples: the pieces [a, e_1), [e_1, e_2), ..., [e_m, b) of each window
-        [a, b) cut by the document ends e_i strictly inside it, empty ones dropped. The
-        ends of all shards are one ascending array of global offsets (a window lies inside
-        its shard, so only its shard's ends fall inside it), between sentinels: piece j of
-        a window is [max(ext[k0 + j], a), min(ext[k0 + j + 1], b)) where k0 counts the
-        ends <= a."""
-        L, ext = self.seq_len, self._ends_ext
-        ends = ext[1:-1]
-        k0 = ends.searchsorted(a, side="right")
-        cnt = ends.searchsorted(a + L, side="left") - k0 + 1  # pieces per window
-        rid = np.repeat(np.arange(len(a)), cnt)
-        j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
-        idx = k0[rid] + j
-        ar = a[rid]
-        lens = np.minimum(ext[idx + 1], ar + L) - np.maximum(ext[idx], ar)
-        keep = lens > 0
-        if not keep.all():  # repeated ends (empty documents): drop the empty pieces
-            rid, lens = rid[keep], lens[keep]
-            per_row = np.bincount(rid, minlength=len(cnt))
-            j = np.arange(len(rid)) - (np.cumsum(per_row) - per_row)[rid]
-        return rid, j, lens
-
-    def _piece_table(self, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
-        """doc_lens of every full window, computed once (a batch then gathers its rows
-        instead of searching the document ends): window ``w`` has the pieces
-        ``pieces[off[w]:off[w + 1]]``; a padded tail window has none here (``_fill_tail``)."""
+    def _doc_lens(self, dl: np.ndarray, shard_of: np.ndarray, local: np.ndarray,
+                  full: np.ndarray) -> None:
+        """Write the doc_lens of the full windows at rows ``full`` into ``dl``: the pieces
+        [a, e_1), [e_1, e_2), ..., [e_m, a + L) of window [a, a + L) cut by the document
+        ends e_i strictly inside it, found by binary search in the shard's ends (a memory
+        map: only the pages searched are read)."""
         L = self.seq_len
-        counts, pieces = [], []
-        for s, shard in enumerate(self.shards):
-            full = shard.tokens // L
-            for lo in range(0, full, chunk):  # bounded temporaries
-                hi = min(lo + chunk, full)
-                rid, _, lens = self._pieces_of(self._token_starts[s] + np.arange(lo, hi) * L)
-                counts.append(np.bincount(rid, minlength=hi - lo))
-                pieces.append(lens.astype(np.int32))
-            tail = int(self._window_starts[s + 1] - self._window_starts[s]) - full
-            counts.append(np.zeros(tail, dtype=np.int64))
-        off = np.zeros(self.num_sequences + 1, dtype=np.int64)
-        if counts:
-            np.cumsum(np.concatenate(counts), out=off[1:])
-        return off, np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+        for s in np.unique(shard_of[full]).tolist():
+            rows = full[shard_of[full] == s]
+            ends = self.shards[s].ends
+            a = local[rows] * L
+            k0 = np.searchsorted(ends, a, side="right")
+            k1 = np.searchsorted(ends, a + L, side="left")
+            cnt = k1 - k0 + 1  # pieces per window
+            rid = np.repeat(np.arange(len(rows)), cnt)
+            j = np.arange(len(rid)) - (np.cumsum(cnt) - cnt)[rid]
+            inner = ends[k0[rid] + j - 1 + (j == 0)]  # piece j starts at ends[k0 + j - 1]
+            ar = a[rid]
+            lo = np.where(j == 0, ar, inner)
+            stop = ends[np.minimum(k0[rid] + j, len(ends) - 1)]
+            hi = np.where(j == cnt[rid] - 1, ar + L, stop)
+            lens = hi - lo
+            keep = lens > 0
+            if not keep.all():  # repeated ends (empty documents): drop the empty pieces
+                rid, lens = rid[keep], lens[keep]
+                per_row = np.bincount(rid, minlength=len(rows))
+                j = np.arange(len(rid)) - (np.cumsum(per_row) - per_row)[rid]
+            dl[rows[rid], j] = lens
 
     def _fill_tail(self, shard: _Shard, w: int, ids: np.ndarray, labels: np.ndarray,
                    dl: np.ndarray) -> None:
@@ -317,34 +375,49 @@ class ShardDataset(CursorDataset):
                 pending.append(span)
                 count += span[2] - span[1]
             if pending and (span is None or count >= LOOKAHEAD):
-                wins = self.windows(np.concatenate([np.arange(lo, hi) for _, lo, hi in pending]),
-                                    epoch)
+                pos = np.concatenate([np.arange(lo, hi) for _, lo, hi in pending])
+                wins = self.windows(pos % self.num_sequences, epoch)  # tail="wrap" wraps
                 at = 0
                 for sp in pending:
                     yield sp, wins[at:at + sp[2] - sp[1]]
                     at += sp[2] - sp[1]
                 pending, count = [], 0
 
-    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext,
-                     drop_last: bool = False) -> Iterator[tuple[dict, dict]]:
+    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str
+                     ) -> Iterator[tuple[dict, dict]]:
         """Batches of this rank and worker from ``cursor``; each with the cursor after its
         global step (the resume point once the trainer has taken it)."""
+        self.check_cursor(cursor)
         epoch, start = cursor["epoch"], cursor["consumed"]
-        n = self.num_sequences
         per_step = ctx.world_size * batch_size
-        if drop_last:
-            n = start + (n - start) // per_step * per_step
-        for (k, _, _), wins in self._with_windows(steps(n, start, ctx, batch_size), epoch):
+        end = self._end(start, per_step, tail)
+        n = self.num_sequences
+        for (k, _, _), wins in self._with_windows(steps(end, start, ctx, batch_size), epoch):
             batch = self._fill(wins)
             yield {"epoch": epoch, "consumed": min(start + (k + 1) * per_step, n)}, batch
 
-    def batches_left(self, cursor: dict, batch_size: int, drop_last: bool = False) -> int:
-        n, start = self.num_sequences, cursor["consumed"]
-        per_step = self.world_size * batch_size
-        if drop_last:
-            n = start + (n - start) // per_step * per_step
-        return sum(1 for _ in steps(n, start, RuntimeContext(self.rank, self.world_size),
-                                    batch_size))
+    def _end(self, start: int, per_step: int, tail: str) -> int:
+        end = epoch_end(self.num_sequences, start, per_step, tail)
+        if end == start < self.num_sequences:
+            raise InstmixError(f"an epoch of {self.num_sequences - start:,} sequences (left) "
+                               f"holds no whole global step of {per_step:,} (world_size x "
+                               "batch_size): use a smaller batch_size or tail='wrap'")
+        return end
+
+    def batches_left(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str
+                     ) -> int:
+        self.check_cursor(cursor)
+        start = cursor["consumed"]
+        per_step = ctx.world_size * batch_size
+        return (self._end(start, per_step, tail) - start) // per_step
+
+    def check_cursor(self, cursor: dict) -> None:
+        count(cursor, "epoch", "loader state: cursor")
+        consumed = count(cursor, "consumed", "loader state: cursor")
+        if consumed > self.num_sequences:
+            raise InstmixError(f"loader state: cursor: consumed: {consumed:,} is more than the "
+                               f"{self.num_sequences:,} sequences of an epoch; load a state "
+                               "saved by this loader, unedited")
 
     def initial_cursor(self) -> dict:
         return {"epoch": self.epoch, "consumed": 0}
@@ -354,13 +427,16 @@ class ShardDataset(CursorDataset):
         return {"epoch": cursor["epoch"] + 1, "consumed": 0}
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Items of this rank and DataLoader worker, in epoch order."""
+        """Items of this rank and DataLoader worker, in epoch order: ``len(self)`` of them
+        on every rank, in whole ``batch_size`` chunks per worker."""
         worker, workers = current_worker()
         ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
         skip, self._skip = self._skip, 0
         self._yielded = 0
-        for pos in positions(self.num_sequences, ctx, self._chunk, skip):
-            wins = self.windows(pos)
+        end = self._end(0, self.world_size * self.batch_size, self.tail)
+        n = self.num_sequences
+        for pos in positions(end, ctx, self.batch_size, skip):
+            wins = self.windows(pos % n)
             for i in range(0, len(wins), _ITEM_BATCH):
                 batch = self._fill(wins[i:i + _ITEM_BATCH])
                 # unbind: the rows as views, made in one call (indexing is ~1 us a view)

@@ -37,13 +37,20 @@ class CursorDataset(IterableDataset):
     _skip: int = 0
     _yielded: int = 0
 
-    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext,
-                     drop_last: bool = False) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str
+                     ) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
         """Batches of ``ctx``'s rank and worker from ``cursor``, each with the cursor after
-        its global step."""
+        its global step; the epoch ends at a global step boundary (``tail``: see
+        :func:`~instmix.serve.sharding.epoch_end`)."""
         raise NotImplementedError
 
-    def batches_left(self, cursor: dict, batch_size: int, drop_last: bool = False) -> int:
+    def batches_left(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str
+                     ) -> int:
+        """Batches left in the epoch for ``ctx``'s rank (the same on every rank)."""
+        raise NotImplementedError
+
+    def check_cursor(self, cursor: dict) -> None:
+        """Refuse a cursor this dataset cannot have produced (InstmixError naming the key)."""
         raise NotImplementedError
 
     def initial_cursor(self) -> dict:
@@ -61,8 +68,18 @@ class CursorDataset(IterableDataset):
 
     def load_state_dict(self, state: dict) -> None:
         check_state(state, self.fingerprint, self.seed)
-        self.epoch = state["epoch"]
-        self._skip = self._yielded = state["yielded"]
+        self.epoch = count(state, "epoch")
+        self._skip = self._yielded = count(state, "yielded")
+
+
+def count(d: dict, key: str, where: str = "loader state") -> int:
+    """``d[key]`` when it is an integer >= 0 (bools refused), else an InstmixError naming
+    the key."""
+    value = d.get(key) if isinstance(d, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InstmixError(f"{where}: {key}: {value!r} is not an integer >= 0; load a state "
+                           "saved by this loader, unedited")
+    return value
 
 
 def check_state(state: dict, fingerprint: str, seed: int) -> None:

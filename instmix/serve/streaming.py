@@ -1,215 +1,77 @@
 """``StreamingMixture``: packed sequences straight from text, no build step.
 
-Takes the same config as ``instmix build``. Every DataLoader worker runs the same
-deterministic pipeline and materialises only the sequences assigned to it
-(:mod:`instmix.serve.sharding`):
+Takes the same config as ``instmix build``. The mixture is ``streams`` virtual streams
+(:mod:`instmix.serve.streams`): each an exact deficit-scheduled mixture over a disjoint
+part of every source, packed back to back into ``seq_len`` sequences. The global order
+interleaves them: global position ``p`` is sequence ``p // S`` of stream ``p mod S``. It is
+a pure function of ``(config, seed, streams)``, whatever the ranks and workers.
 
-1. Each source streams its documents pass after pass: the files (cache units) of a pass in
-   an order seeded by ``(seed, epoch, source, pass)``, each file read in blocks of
-   ``block_size`` documents, each block tokenized in one batch and served in a seeded order.
-   Memory holds one block per source, whatever the corpus size.
-2. The deficit schedule of the builder (:class:`~instmix.mix.schedule.DeficitScheduler`) picks
-   the source of the next document, so the running token share of every source stays
-   within about one document of its target at every prefix.
-3. Documents are packed back to back into ``seq_len`` sequences (``doc_lens`` records the
-   pieces; a document may continue into the next sequence).
+Who reads what. Global step ``k`` is the positions ``[k*R*B, (k+1)*R*B)`` (``R`` data-parallel
+ranks, ``B`` sequences per rank). Rank ``r`` serves the positions ``p = r (mod R)`` of each
+step; under :class:`instmix.DataLoader` its worker ``w`` of ``W`` serves those with
+``p = r + w*R (mod R*W)`` and the loader joins the workers' parts of a step into the batch.
+A reader therefore needs only the streams ``s = r + w*R (mod gcd(R*W, S))``: with ``S`` a
+multiple of ``R*W`` each reader tokenizes only what it serves, so throughput grows with
+readers. Otherwise readers share streams (each tokenizes the streams it needs and serves
+its share of them). Under plain loaders, workers take whole ``batch_size`` chunks of the
+rank's positions and read all of the rank's streams.
 
-The stream ends when every source has reached its share of ``total_tokens`` (a source stops
-at the document boundary closest to its target), or, without ``total_tokens``, when the
-first source reaches its repetition cap (``max_repetition`` passes, counted in tokens once
-the first pass is known; caps below 1 need a build). Resume states are snapshots of the
-pipeline at a sequence boundary (positions in the files, the scheduler's counts, the offset
-into the current document): small, and restored by re-reading at most one block per source.
+Length. With ``total_tokens`` every stream serves ``total_tokens // (S * seq_len)``
+sequences, so the epoch's length is known before it is read (``len()``); a stream whose
+parts all reach their repetition caps before that is an error. Without ``total_tokens``
+(only with ``streams=1``) the stream ends when the first source reaches its cap; every
+reader reads the one stream and finds the end at the same step. Either way an epoch ends
+at a global step boundary (``tail``: dropped, or ``"wrap"``: completed from the epoch's
+start).
 
-Every worker reads and tokenizes the whole stream, so throughput is that of one tokenizer
-(about 1-3 M tokens/s with the tiktoken backend) whatever the worker count; build shards
-for more.
+Mixing bound (proved in the docs of :mod:`instmix.mix.schedule` and tested): while no part
+has reached its cap, in every prefix of a stream that ends at a sequence boundary each
+source's tokens are within ``2*D`` of its share (``D``: the longest document), so in every
+prefix of the global order within ``2*S*D``.
+
+Resume: the cursor holds, per stream, a snapshot at the step boundary (positions in the
+files, scheduler counts, the offset into the current document, skipped-record counts,
+tokenizer fallback); restoring re-reads at most one block per source and stream.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
-from fractions import Fraction
-from math import floor
+from math import gcd
 
-import numpy as np
 import torch
 
 from instmix.config import BuildConfig, load_config
 from instmix.errors import ConfigError, InstmixError
-from instmix.mix.plan import name_seed
-from instmix.mix.schedule import DeficitScheduler
-from instmix.sources.registry import get_kind
+from instmix.io.hashing import hash_input
 from instmix.sources.units import source_units
 from instmix.tokenize.encoder import Encoder
-from instmix.tokenize.facts import TokenizerInfo, load_tokenizer_info
-from instmix.tokenize.framing import encode_documents
+from instmix.tokenize.facts import load_tokenizer_info
 
 from .packer import END, Packer, stack
-from .sharding import RuntimeContext, current_worker, distributed_defaults
-from .state import CursorDataset
-
-
-def _rng(*parts: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(parts))))
-
-
-class _SourceStream:
-    """One source's tokenized documents in stream order, with a small restorable state."""
-
-    def __init__(self, index: int, cfg: BuildConfig, units: list, info: TokenizerInfo,
-                 encoder: Encoder, seed: int, epoch: int, block: int):
-        self.src = cfg.sources[index]
-        self.units = units
-        self.info, self.encoder = info, encoder
-        self.seed, self.epoch, self.block = seed, epoch, block
-        self.skip_bad = cfg.skip_bad_records
-        self.kind = get_kind(self.src.kind)
-        self.cap = Fraction(str(self.src.max_repetition))
-        self.state = {"pass": 0, "unit": 0, "block": 0, "in_block": 0, "emitted": 0,
-                      "pass_tokens": 0, "available": None}
-        self._docs: Iterator | None = None
-        self._buf: list | None = None  # the current block, in serving order
-
-    # The order of units in a pass and of documents in a block are seeded permutations.
-    def _unit_order(self, pass_no: int) -> np.ndarray:
-        return _rng(self.seed, self.epoch, name_seed(self.src.name), pass_no).permutation(
-            len(self.units))
-
-    def _load_block(self) -> bool:
-        """Read and tokenize the block at the state's position; False past the unit's end."""
-        st = self.state
-        if self._docs is None:
-            paths, label = self.units[int(self._unit_order(st["pass"])[st["unit"]])]
-            self._docs = self.kind.documents(self.src, paths, label, skip_bad=self.skip_bad,
-                                             stats={})
-            for _ in range(st["block"] * self.block):  # re-reading to a block: no tokenizing
-                if next(self._docs, None) is None:
-                    return False
-        docs = []
-        for doc in self._docs:
-            docs.append(doc)
-            if len(docs) == self.block:
-                break
-        if not docs:
-            return False
-        pieces = encode_documents(docs, self.encoder, self.info, self.src.loss).split()
-        order = _rng(self.seed, self.epoch, name_seed(self.src.name), st["pass"], st["unit"],
-                     st["block"]).permutation(len(pieces))
-        self._buf = [pieces[i] for i in order]
-        return True
-
-    def _next_unit(self) -> None:
-        st = self.state
-        self._docs, self._buf = None, None
-        st["unit"] += 1
-        st["block"] = st["in_block"] = 0
-        if st["unit"] == len(self.units):
-            if st["pass_tokens"] == 0:
-                raise InstmixError(f"source '{self.src.name}': no documents")
-            if st["available"] is None:
-                st["available"] = st["pass_tokens"]
-            st["pass"] += 1
-            st["unit"] = 0
-            st["pass_tokens"] = 0
-
-    def peek(self):
-        """The next document ``(tokens, mask)`` without taking it; None at the cap."""
-        st = self.state
-        while True:
-            if self._buf is None and not self._load_block():
-                self._next_unit()
-                continue
-            if st["in_block"] < len(self._buf):
-                break
-            st["block"] += 1  # block used up
-            st["in_block"] = 0
-            self._buf = None
-        doc = self._buf[st["in_block"]]
-        avail = st["available"]
-        if avail is not None and st["emitted"] + len(doc[0]) > floor(self.cap * avail):
-            return None  # the repetition cap
-        return doc
-
-    def restore(self, state: dict) -> None:
-        self.state = dict(state)
-        self._docs = self._buf = None
-
-    def take(self):
-        doc = self.peek()
-        st = self.state
-        st["in_block"] += 1
-        st["emitted"] += len(doc[0])
-        st["pass_tokens"] += len(doc[0])
-        return doc
-
-
-class _Pipeline:
-    """Sources -> deficit schedule -> documents, restorable at document starts."""
-
-    def __init__(self, mix: StreamingMixture, epoch: int):
-        cfg = mix.config
-        encoder = mix.encoder()
-        self.streams = [_SourceStream(i, cfg, mix.units[i], mix.info, encoder, mix.seed, epoch,
-                                      mix.block_size) for i in range(len(cfg.sources))]
-        self.weights = [s.weight for s in cfg.sources]
-        self.sched = DeficitScheduler(self.weights)
-        total = cfg.total_tokens
-        norm = sum(self.weights, Fraction(0))
-        self.targets = [None if total is None else floor(w / norm * total) for w in self.weights]
-        self.done = [w == 0 for w in self.weights]
-        self.finished = False
-
-    def snapshot(self) -> dict:
-        return {"sources": [dict(s.state) for s in self.streams],
-                "emitted": list(self.sched.emitted), "done": list(self.done),
-                "finished": self.finished}
-
-    def restore(self, snap: Mapping) -> None:
-        for s, st in zip(self.streams, snap["sources"]):
-            s.restore(st)
-        self.sched.load({"emitted": snap["emitted"]})
-        self.done = list(snap["done"])
-        self.finished = snap["finished"]
-
-    def next_doc(self):
-        """(source index, tokens, mask) of the next document, or None at the stream's end."""
-        while not self.finished:
-            s = self.sched.pick([not d for d in self.done])
-            if s < 0:
-                self.finished = True
-                return None
-            doc = self.streams[s].peek()
-            if doc is None:  # cap reached
-                if self.targets[s] is None:
-                    self.finished = True  # without total_tokens the first cap ends the mix
-                    return None
-                self.done[s] = True
-                continue
-            target, have = self.targets[s], self.sched.emitted[s]
-            if target is not None and have + len(doc[0]) > target and have > 0 and \
-                    have + len(doc[0]) - target > target - have:
-                self.done[s] = True  # stopping here lands closer to the target
-                continue
-            self.streams[s].take()
-            self.sched.emit(s, len(doc[0]))
-            if target is not None and self.sched.emitted[s] >= target:
-                self.done[s] = True
-            return s, doc[0], doc[1]
-        return None
+from .sharding import RuntimeContext, check_tail, current_worker, data_parallel, epoch_end
+from .state import CursorDataset, count
+from .streams import Stream
 
 
 class StreamingMixture(CursorDataset):
     """Packed ``seq_len`` sequences mixed by tokens from the sources of a build config."""
 
+    split_steps = True  # instmix.DataLoader joins the workers' parts of every step
+
     def __init__(self, config: str | os.PathLike | Mapping | BuildConfig, seq_len: int, *,
                  seed: int | None = None, rank: int | None = None,
-                 world_size: int | None = None, block_size: int = 256, drop_last: bool = True):
+                 world_size: int | None = None, device_mesh=None, dp_dim: str = "dp",
+                 streams: int = 1, block_size: int = 256, drop_last: bool = True,
+                 tail: str = "drop", batch_size: int = 1):
         cfg = config if isinstance(config, BuildConfig) else load_config(config)
-        if seq_len < 1:
-            raise InstmixError(f"seq_len must be >= 1, got {seq_len}")
+        for name, v in (("seq_len", seq_len), ("streams", streams), ("block_size", block_size),
+                        ("batch_size", batch_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InstmixError(f"{name} must be an integer >= 1, got {v!r}")
         cleaning = [k for k, on in (("dedup", cfg.dedup), ("decontaminate", cfg.decontaminate))
                     if on] + [f"sources[{i}].filters" for i, s in enumerate(cfg.sources)
                               if s.filters]
@@ -221,28 +83,52 @@ class StreamingMixture(CursorDataset):
                 raise ConfigError(cfg.where, f"sources[{i}].max_repetition",
                                   "StreamingMixture needs >= 1 (a fractional pass below one "
                                   "needs the source's size: use instmix build)")
+        if streams > 1 and cfg.total_tokens is None:
+            raise ConfigError(cfg.where, "total_tokens", f"needed with streams={streams} (each "
+                              "stream's length is total_tokens / streams, known before it "
+                              "is read); set it, or use streams=1")
         self.config = cfg
         self.seq_len = seq_len
         self.seed = cfg.seed if seed is None else seed
-        self.rank, self.world_size = distributed_defaults(rank, world_size)
+        self.rank, self.world_size = data_parallel(rank, world_size, device_mesh, dp_dim)
         RuntimeContext(self.rank, self.world_size)
+        self.streams = streams
         self.block_size = block_size
         self.drop_last = drop_last
+        self.tail = check_tail(tail)
+        self.batch_size = batch_size
         self.epoch = 0
+        self.per_stream = None if cfg.total_tokens is None else \
+            cfg.total_tokens // (streams * seq_len)
+        if self.per_stream == 0:
+            raise ConfigError(cfg.where, "total_tokens", f"{cfg.total_tokens} is less than one "
+                              f"sequence per stream ({streams} x seq_len {seq_len})")
         self.units = [source_units(s, cfg.where, i) for i, s in enumerate(cfg.sources)]
         self.info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
-        digest = hashlib.sha256(repr((seq_len, self.seed, block_size, drop_last,
-                                      cfg.total_tokens, self.info.sha256)).encode())
-        for src, units in zip(cfg.sources, self.units):
-            digest.update(repr((src.name, src.kind, src.ratio, src.max_repetition, src.loss,
-                                src.text_field, src.question_field, src.response_field)).encode())
-            for paths, _ in units:
-                for p in paths:
-                    st = os.stat(p)
-                    digest.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
-        self.fingerprint = digest.hexdigest()[:32]
+        self.fingerprint = self._fingerprint()
         self._encoder: Encoder | None = None
         self._skip = self._yielded = 0
+
+    def _fingerprint(self) -> str:
+        """Of everything that decides the sequences: options, tokenizer and input content
+        (not file names or times)."""
+        cfg = self.config
+        digest = hashlib.sha256(repr((self.seq_len, self.seed, self.streams, self.block_size,
+                                      self.drop_last, cfg.total_tokens, cfg.skip_bad_records,
+                                      self.info.sha256)).encode())
+        for src, units in zip(cfg.sources, self.units):
+            fields = {k: v for k, v in dataclasses.asdict(src).items() if k != "paths"}
+            digest.update(repr(sorted(fields.items(), key=lambda kv: kv[0])).encode())
+            for paths, label in units:
+                digest.update(label.encode() + b"\0")
+                for p in paths:
+                    digest.update(hash_input(p).encode())
+        return digest.hexdigest()[:32]
+
+    @property
+    def length(self) -> int | None:
+        """Sequences in an epoch before the tail (None until read, without total_tokens)."""
+        return None if self.per_stream is None else self.per_stream * self.streams
 
     def encoder(self) -> Encoder:
         if self._encoder is None:  # per process: workers build their own
@@ -256,66 +142,214 @@ class StreamingMixture(CursorDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    # -- the sequence stream ---------------------------------------------------------------
-    def _packer(self, cursor: dict) -> Packer:
-        packer = Packer(self, _Pipeline(self, cursor["epoch"]), cursor["consumed"])
-        if cursor.get("snapshot"):
-            packer.restore(cursor["snapshot"])
+    # -- reading -----------------------------------------------------------------------------
+    def _packer(self, epoch: int, stream: int, snap: Mapping | None) -> Packer:
+        packer = Packer(self, Stream(self, epoch, stream), 0)
+        if snap is not None:
+            packer.pos = snap["pos"]
+            packer.restore(snap["packer"])
         return packer
 
-    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext,
-                     drop_last: bool = False) -> Iterator[tuple[dict, dict]]:
-        """This rank's and worker's batches from ``cursor``, each with the cursor at the end
-        of its global step (see :class:`instmix.DataLoader`)."""
-        packer = self._packer(cursor)
+    def _reader(self, cursor: dict, streams: list[int], tail: str) -> _Reader:
+        snaps = cursor.get("streams") or {}
+        for s in streams:
+            if cursor["consumed"] and str(s) not in snaps:
+                raise InstmixError(f"loader state: cursor: streams: stream {s} is missing; "
+                                   "save the state on every rank (state_dict() gathers over "
+                                   "torch.distributed) or join the ranks' states with "
+                                   "instmix.serve.loader.merge_states")
+        return _Reader(self, cursor["epoch"], tail,
+                       {s: self._packer(cursor["epoch"], s, snaps.get(str(s))) for s in streams})
+
+    def iter_batches(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str
+                     ) -> Iterator[tuple[dict, dict]]:
+        """This reader's part of every global step from ``cursor``, with the cursor (this
+        reader's streams' snapshots) at the step's end; a part may be empty."""
+        self.check_cursor(cursor)
+        R, W = ctx.world_size, ctx.num_workers
+        N, me = R * W, ctx.rank + ctx.worker * R
+        g = gcd(N, self.streams)
+        reader = self._reader(cursor, [s for s in range(self.streams) if s % g == me % g], tail)
+        per_step = R * batch_size
+        lo = cursor["consumed"]
+        while True:
+            hi = lo + per_step
+            if not reader.step_ok(lo, hi, tail):
+                return
+            items = [reader.item(p) for p in range(lo + (me - lo) % N, hi, N)]
+            reader.advance_to(hi)
+            if not reader.step_ok(lo, hi, tail):  # the end was found inside the step
+                return
+            end = {"epoch": cursor["epoch"], "consumed": hi,
+                   "streams": {str(s): reader.snapshot(s) for s in reader.packers}}
+            yield end, stack(items, self.seq_len)
+            lo = hi
+
+    def batches_left(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str
+                     ) -> int:
+        if self.length is None:
+            raise TypeError("a StreamingMixture without total_tokens does not know its length "
+                            "before it has run")
+        self.check_cursor(cursor)
         per_step = ctx.world_size * batch_size
         start = cursor["consumed"]
-        k = ctx.worker
-        while True:
-            base = start + k * per_step
-            lo, hi = base + ctx.rank * batch_size, base + (ctx.rank + 1) * batch_size
-            items = []
-            while packer.pos < base + per_step:
-                p = packer.pos
-                item = packer.next_sequence(lo <= p < hi)
-                if item is END:
-                    break
-                if item is not None:
-                    items.append(item)
-            ended = packer.pos < base + per_step
-            if items and not (drop_last and ended):
-                end = {"epoch": cursor["epoch"], "consumed": packer.pos,
-                       "snapshot": packer.snapshot()}
-                yield end, stack(items)
-            if ended:
-                return
-            k += ctx.num_workers
+        return (epoch_end(self.length, start, per_step, tail) - start) // per_step
+
+    def check_cursor(self, cursor: dict) -> None:
+        where = "loader state: cursor"
+        count(cursor, "epoch", where)
+        consumed = count(cursor, "consumed", where)
+        snaps = cursor.get("streams") or {}
+        if not isinstance(snaps, dict):
+            raise InstmixError(f"{where}: streams: not a mapping; load a state saved by this "
+                               "loader, unedited")
+        for key, snap in snaps.items():
+            if not (isinstance(key, str) and key.isdigit() and int(key) < self.streams):
+                raise InstmixError(f"{where}: streams: {key!r} is not a stream of "
+                                   f"{self.streams}; load a state saved by this loader")
+            _check_counts(snap, f"{where}: streams.{key}")
+            want = -(-(consumed - int(key)) // self.streams) if consumed > int(key) else 0
+            if snap["pos"] > want or snap["pos"] < want and self.length is not None and \
+                    consumed <= self.length:
+                raise InstmixError(f"{where}: consumed: {consumed} does not match stream {key} "
+                                   f"at sequence {snap['pos']}; load a state saved by this "
+                                   "loader, unedited")
 
     def initial_cursor(self) -> dict:
-        return {"epoch": self.epoch, "consumed": 0, "snapshot": None}
+        return {"epoch": self.epoch, "consumed": 0, "streams": None}
 
     def next_epoch(self, cursor: dict) -> dict:
         self.set_epoch(cursor["epoch"] + 1)
-        return {"epoch": cursor["epoch"] + 1, "consumed": 0, "snapshot": None}
+        return {"epoch": cursor["epoch"] + 1, "consumed": 0, "streams": None}
 
-    def batches_left(self, cursor: dict, batch_size: int, drop_last: bool = False) -> int:
-        raise TypeError("a StreamingMixture does not know its length before it has run")
+    def __len__(self) -> int:
+        """Sequences this rank reads in one epoch (needs ``total_tokens``)."""
+        if self.length is None:
+            raise TypeError("a StreamingMixture without total_tokens does not know its length "
+                            "before it has run")
+        per_step = self.world_size * self.batch_size
+        return epoch_end(self.length, 0, per_step, self.tail) // self.world_size
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Items of this rank and DataLoader worker, in stream order. ``doc_lens`` is
-        zero-padded to ``seq_len`` (the most pieces a sequence can hold), so the default
-        torch collate stacks items; batches from :class:`instmix.DataLoader` are padded to
-        the widest row instead."""
+        """Items of this rank and DataLoader worker: worker ``w`` takes the rank's global
+        steps ``k = w (mod W)``, ``batch_size`` sequences each. ``doc_lens`` is zero-padded to
+        ``seq_len`` (the most pieces a sequence can hold), so the default collate stacks
+        items; batches from :class:`instmix.DataLoader` are padded to the widest row."""
         worker, workers = current_worker()
-        ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
+        R, r, B = self.world_size, self.rank, self.batch_size
         skip, self._skip = self._skip, 0
         self._yielded = 0
-        for _, batch in self.iter_batches(self.initial_cursor(), 1, ctx):
-            self._yielded += 1
-            if self._yielded <= skip:
-                continue  # resumed by a per-worker state: the stream is replayed up to here
-            item = {k: v[0] for k, v in batch.items()}
-            doc_lens = torch.zeros(self.seq_len, dtype=torch.int64)
-            doc_lens[:len(item["doc_lens"])] = item["doc_lens"]
-            item["doc_lens"] = doc_lens
-            yield item
+        g = gcd(R, self.streams)
+        reader = self._reader(self.initial_cursor(),
+                              [s for s in range(self.streams) if s % g == r % g], self.tail)
+        k = worker
+        while True:
+            lo, hi = k * R * B, (k + 1) * R * B
+            if not reader.step_ok(lo, hi, self.tail):
+                return
+            items = [reader.item(p) for p in range(lo + r, hi, R)]
+            if self.length is None:
+                reader.advance_to(hi)  # the step is whole only if the stream reaches its end
+            if not reader.step_ok(lo, hi, self.tail):
+                return
+            for item in items:
+                self._yielded += 1
+                if self._yielded <= skip:
+                    continue  # resumed by a per-worker state: the stream is replayed up to here
+                doc_lens = torch.zeros(self.seq_len, dtype=torch.int64)
+                doc_lens[:len(item["doc_lens"])] = torch.as_tensor(item["doc_lens"])
+                yield {"input_ids": torch.from_numpy(item["input_ids"]),
+                       "labels": torch.from_numpy(item["labels"]), "doc_lens": doc_lens,
+                       "index": torch.tensor(item["index"])}
+            k += workers
+
+
+def _check_counts(value, where: str) -> None:
+    """Every number in a stream snapshot is an integer >= 0."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_counts(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_counts(v, f"{where}[{i}]")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif not isinstance(value, int) or value < 0:
+        raise InstmixError(f"{where}: {value!r} is not an integer >= 0; load a state saved "
+                           "by this loader, unedited")
+
+
+class _Reader:
+    """The streams one reader reads, positioned by global position."""
+
+    def __init__(self, mix: StreamingMixture, epoch: int, tail: str,
+                 packers: dict[int, Packer]):
+        self.mix, self.epoch, self.tail, self.packers = mix, epoch, tail, packers
+        self.S = mix.streams
+        self.end = mix.length  # found on reaching it when not known
+        self._wrap: dict[int, Packer] = {}
+
+    def _stream_end(self, s: int, pk: Packer) -> None:
+        """Stream ``s`` ended at ``pk.pos`` sequences: the epoch ends there (one stream) or
+        the stream ran dry before its length (an error)."""
+        if self.mix.per_stream is None:
+            self.end = pk.pos if self.end is None else min(self.end, pk.pos)
+            return
+        raise InstmixError(f"StreamingMixture: stream {s} ran out after {pk.pos:,} of "
+                           f"{self.mix.per_stream:,} sequences (every source part reached its "
+                           "max_repetition); raise max_repetition or lower total_tokens")
+
+    def _skip_to(self, pk: Packer, s: int, j: int) -> bool:
+        """Pack (without materialising) stream ``s`` up to its sequence ``j``; False at its
+        end."""
+        if self.mix.per_stream is not None:
+            j = min(j, self.mix.per_stream)
+        while pk.pos < j:
+            if pk.next_sequence(False) is END:
+                self._stream_end(s, pk)
+                return False
+        return True
+
+    def _seq(self, pk: Packer, s: int, j: int):
+        """Sequence ``j`` of stream ``s`` as an item, or END past the stream's end."""
+        per = self.mix.per_stream
+        if per is not None and j >= per or not self._skip_to(pk, s, j):
+            return END
+        item = pk.next_sequence(True)
+        if item is END:
+            self._stream_end(s, pk)
+        return item
+
+    def item(self, p: int):
+        """The sequence at global position ``p``: past the end, with tail="wrap", the one at
+        ``p - end``; None past the end otherwise."""
+        if self.end is None or p < self.end:
+            s = p % self.S
+            item = self._seq(self.packers[s], s, p // self.S)
+            if item is not END:
+                item["index"] = p
+                return item
+        if self.tail != "wrap":
+            return None
+        q = p - self.end
+        s = q % self.S
+        if s not in self._wrap:
+            self._wrap[s] = self.mix._packer(self.epoch, s, None)
+        item = self._seq(self._wrap[s], s, q // self.S)
+        item["index"] = q
+        return item
+
+    def advance_to(self, hi: int) -> None:
+        """Bring every stream to its first sequence at a global position >= ``hi``."""
+        for s, pk in self.packers.items():
+            self._skip_to(pk, s, -(-(hi - s) // self.S) if hi > s else 0)
+
+    def step_ok(self, lo: int, hi: int, tail: str) -> bool:
+        """Whether the step ``[lo, hi)`` is served (as far as the end is known)."""
+        if self.end is None:
+            return True
+        return hi <= self.end if tail == "drop" else lo < self.end
+
+    def snapshot(self, s: int) -> dict:
+        pk = self.packers[s]
+        return {"pos": pk.pos, "packer": pk.snapshot()}

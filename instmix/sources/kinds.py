@@ -10,7 +10,7 @@ documented policy, not an error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -99,15 +99,25 @@ class Kind:
         raise NotImplementedError
 
     def documents(self, src: SourceConfig, paths: Sequence[str], label: str, *,
-                  skip_bad: bool, stats: dict) -> Iterator[Document]:
+                  skip_bad: bool, stats: dict, select: Callable[[int], bool] | None = None
+                  ) -> Iterator[Document]:
         """Yield the documents of ``paths`` (one path for per-file kinds).
 
-        ``label`` names the file in default document ids (``label:position``).
+        ``label`` names the file in default document ids (``label:position``). ``select``
+        keeps the records whose 0-based ordinal over ``paths`` it accepts (the others are
+        not parsed).
         """
         columns = self.fields(src)
+        base = 0
         for path in paths:
+            seen = [0]
+
+            def keep(i: int, base=base, seen=seen) -> bool:
+                seen[0] = i + 1
+                return select is None or select(base + i)
+
             for pos, rec in iter_records(path, columns=columns, txt_unit=src.txt_unit,
-                                         skip_bad=skip_bad, stats=stats):
+                                         skip_bad=skip_bad, stats=stats, select=keep):
                 try:
                     doc = self.document(src, path, label, pos, rec)
                 except InputError:
@@ -119,6 +129,7 @@ class Kind:
                     _count(stats, "empty")
                     continue
                 yield doc
+            base += seen[0]
 
 
 def _count(stats: dict, reason: str) -> None:
