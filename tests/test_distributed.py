@@ -32,7 +32,8 @@ def data(tmp_path_factory, paragraphs, real_docs):
                 "loss": "responses", "max_repetition": 3}]
     build = config(tmp / "b", sources, shard_tokens=4_000)
     instmix.build(instmix.load_config(build))
-    stream = config(tmp / "s", sources, total_tokens=SEQ * 6 * 7 + 5)  # 7 sequences a stream
+    stream = config(tmp / "s", sources, total_tokens=SEQ * 6 * 7 + 5,  # 7 sequences a stream
+                    tokenizer={"path": config(tmp, [])["tokenizer"], "backend": "hf"})
     return {"build": build["output"], "stream": stream}
 
 
@@ -62,9 +63,10 @@ def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
     try:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world, timeout=TIMEOUT)
+        torch.set_num_threads(1)  # 2 cores shared by all ranks and workers
         torch.manual_seed(0)
         model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(
-            torch.nn.Embedding(100_300, 4), torch.nn.Linear(4, 1)))
+            torch.nn.Embedding(1000, 4), torch.nn.Linear(4, 1)))
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         results = {}
         for kind in ("shard", "stream"):
@@ -76,7 +78,7 @@ def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
                     expected = len(loader)
                     seen = []
                     for batch in loader:  # DDP: every rank must run every step's backward
-                        loss = model(batch["input_ids"] % 100_300).mean()
+                        loss = model(batch["input_ids"] % 1000).mean()
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
@@ -84,6 +86,8 @@ def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
                     everyone = [None] * world
                     dist.all_gather_object(everyone, (expected, seen))
                     results[kind, name, workers] = everyone
+                    if rank == 0 and os.environ.get("INSTMIX_DIST_TRACE"):
+                        print("done", kind, name, workers, datetime.datetime.now(), flush=True)
         dist.barrier()
         if rank == 0:
             torch.save(results, out)
@@ -96,7 +100,7 @@ def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
             dist.destroy_process_group()
 
 
-def _spawn(fn, world: int, *args, timeout: float = 420) -> None:
+def _spawn(fn, world: int, *args, timeout: float = 900) -> None:
     ctx = mp.start_processes(fn, args=(world, _port(), *args), nprocs=world, join=False,
                              start_method="spawn")
     deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)

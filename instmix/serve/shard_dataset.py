@@ -398,8 +398,8 @@ class ShardDataset(CursorDataset):
 
     def _end(self, start: int, per_step: int, tail: str) -> int:
         end = epoch_end(self.num_sequences, start, per_step, tail)
-        if end == start < self.num_sequences:
-            raise InstmixError(f"an epoch of {self.num_sequences - start:,} sequences (left) "
+        if end == start == 0:
+            raise InstmixError(f"an epoch of {self.num_sequences:,} sequences "
                                f"holds no whole global step of {per_step:,} (world_size x "
                                "batch_size): use a smaller batch_size or tail='wrap'")
         return end
