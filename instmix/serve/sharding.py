@@ -64,7 +64,8 @@ def data_parallel(rank: int | None, world_size: int | None, device_mesh=None,
         if dp_dim not in names:
             raise InstmixError(f"device_mesh has dimensions {names}, not dp_dim={dp_dim!r}; "
                                "name the data-parallel dimension with dp_dim=")
-        dp_rank, dp_size = device_mesh.get_local_rank(dp_dim), device_mesh.size(dp_dim)
+        dim = names.index(dp_dim)
+        dp_rank, dp_size = device_mesh.get_local_rank(dim), device_mesh.size(dim)
         return (dp_rank if rank is None else rank), (dp_size if world_size is None
                                                       else world_size)
     if rank is not None and world_size is not None:
