@@ -146,8 +146,10 @@ def _mesh_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
         for kind in ("shard", "stream"):
             ds = _dataset(kind, data, device_mesh=mesh)
             loader = instmix.DataLoader(ds, batch_size=2, num_workers=0)
-            got[kind] = [b["index"].tolist() for b in loader]
+            it = iter(loader)
+            got[kind] = [next(it)["index"].tolist()]
             got[kind + "_state"] = loader.state_dict()  # gathers over the dp group
+            got[kind] += [b["index"].tolist() for b in it]
         everyone = [None] * world
         dist.all_gather_object(everyone, (mesh.get_coordinate(), got))
         if rank == 0:

@@ -117,6 +117,9 @@ class DataLoader:
             self.rank, self.world_size = data_parallel(rank, world_size, device_mesh, dp_dim)
         RuntimeContext(self.rank, self.world_size)  # validates
         self.kwargs = torch_dataloader_kwargs
+        if device_mesh is None and rank is None and world_size is None and \
+                getattr(dataset, "mesh", None) is not None:
+            device_mesh, dp_dim = dataset.mesh  # the dataset's data-parallel group
         self._mesh, self._dp_dim = device_mesh, dp_dim
         self._cursor = dataset.initial_cursor()
         self._pending: dict = {}

@@ -176,6 +176,7 @@ class ShardDataset(CursorDataset):
         self.seed = seed
         self.epoch = epoch
         self.rank, self.world_size = data_parallel(rank, world_size, device_mesh, dp_dim)
+        self.mesh = (device_mesh, dp_dim) if device_mesh is not None else None  # not pickled
         RuntimeContext(self.rank, self.world_size)  # validates
         self.drop_last = drop_last
         self.tail = check_tail(tail)
@@ -264,7 +265,8 @@ class ShardDataset(CursorDataset):
         return cache
 
     def __getstate__(self):
-        return {**self.__dict__, "_grid_cache": None, "_grids_unopened": len(self.shards)}
+        return {**self.__dict__, "_grid_cache": None, "_grids_unopened": len(self.shards),
+                "mesh": None}
 
     def _fill(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
         """A batch for ``windows``: input_ids/labels [n, L], doc_lens [n, max docs], index."""

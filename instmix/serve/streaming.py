@@ -91,6 +91,7 @@ class StreamingMixture(CursorDataset):
         self.seq_len = seq_len
         self.seed = cfg.seed if seed is None else seed
         self.rank, self.world_size = data_parallel(rank, world_size, device_mesh, dp_dim)
+        self.mesh = (device_mesh, dp_dim) if device_mesh is not None else None  # not pickled
         RuntimeContext(self.rank, self.world_size)
         self.streams = streams
         self.block_size = block_size
@@ -137,7 +138,7 @@ class StreamingMixture(CursorDataset):
         return self._encoder
 
     def __getstate__(self):
-        return {**self.__dict__, "_encoder": None}
+        return {**self.__dict__, "_encoder": None, "mesh": None}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
