@@ -19,14 +19,12 @@ import hashlib
 import itertools
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from instmix.errors import InstmixError
 from instmix.format.manifest import load_manifest
-from instmix.format.reader import index_path, open_ends, open_tokens, read_index
 
 from .permute import Permutation
 from .sharding import (
@@ -39,123 +37,16 @@ from .sharding import (
     positions,
     steps,
 )
+from .shards import Shard, most_pieces, open_shard
 from .state import IGNORE, CursorDataset, count
 
 _ITEM_BATCH = 64  # rows gathered at once when iterating items
 _KEYS = ("input_ids", "labels", "doc_lens", "index")
 
 
-@dataclass
-class _Shard:
-    path: str
-    mask: str | None
-    tokens: int
-    dtype: str
-    ends_path: str | None  # the ``.ends`` file, memory-mapped when read
-    ends_csv: np.ndarray | None = None  # ends parsed from the .csv.gz (builds without .ends)
-    _mm: np.ndarray | None = None
-    _mask_mm: np.ndarray | None = None
-    _ends_mm: np.ndarray | None = None
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Memory maps, opened lazily in the process that reads (safe across fork/spawn)."""
-        if self._mm is None:
-            self._mm = open_tokens(self.path, self.dtype)
-            if self.mask:
-                self._mask_mm = np.memmap(self.mask, dtype=np.bool_, mode="r")
-        return self._mm, self._mask_mm
-
-    @property
-    def ends(self) -> np.ndarray:
-        """Document end offsets (exclusive), ascending: a memory map of the ``.ends`` file."""
-        if self.ends_csv is not None:
-            return self.ends_csv
-        if self._ends_mm is None:
-            self._ends_mm = open_ends(self.ends_path).view(np.ndarray)
-        return self._ends_mm
-
-    def __getstate__(self):
-        return {**self.__dict__, "_mm": None, "_mask_mm": None, "_ends_mm": None}
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     digest = hashlib.sha256(f"instmix:{seed}:{epoch}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
-
-
-def _open_shard(m, s: dict, dtype: str) -> _Shard:
-    """A manifest shard entry, checked against its files (sizes, the index's last end):
-    a damaged or incomplete build is refused here, naming the file."""
-    path = m.path(s["path"])
-    tokens, docs = s["tokens"], s["documents"]
-    want = tokens * np.dtype(dtype).itemsize
-    size = os.path.getsize(path) if os.path.isfile(path) else None
-    if size != want:
-        what = "missing" if size is None else f"{size:,} bytes, manifest says {want:,}"
-        raise InstmixError(f"{path}: {what} (truncated or replaced); rebuild it or run "
-                           "instmix verify")
-    mask = m.path(s["mask"]) if s.get("mask") else None
-    if mask is not None and (not os.path.isfile(mask) or os.path.getsize(mask) != tokens):
-        raise InstmixError(f"{mask}: missing or not {tokens:,} bytes (one per token); "
-                           "rebuild it or run instmix verify")
-    ends_path, ends_csv = (m.path(s["ends"]) if s.get("ends") else None), None
-    if ends_path is not None:
-        if not os.path.isfile(ends_path) or os.path.getsize(ends_path) != 8 * docs:
-            raise InstmixError(f"{ends_path}: missing or not {8 * docs:,} bytes (8 per "
-                               "document); rebuild it or run instmix verify")
-        last = int(open_ends(ends_path)[-1]) if docs else 0
-    else:  # a build written before .ends files: the .csv.gz index, parsed
-        csv = index_path(path)
-        if not os.path.isfile(csv):
-            raise InstmixError(f"{csv}: missing: the shard's document index (doc_lens need "
-                               "it); rebuild it or run instmix verify")
-        try:
-            ends_csv = read_index(path).end
-        except (ValueError, OSError, EOFError) as e:
-            raise InstmixError(f"{csv}: unreadable ({e}); rebuild it or run instmix verify"
-                               ) from None
-        if len(ends_csv) != docs:
-            raise InstmixError(f"{csv}: lists {len(ends_csv):,} documents, manifest says "
-                               f"{docs:,}; rebuild it or run instmix verify")
-        last = int(ends_csv[-1]) if docs else 0
-    if last != tokens:
-        raise InstmixError(f"{ends_path or index_path(path)}: last document ends at {last:,}, "
-                           f"the shard holds {tokens:,} tokens; rebuild it or run instmix "
-                           "verify")
-    return _Shard(path, mask, tokens, dtype, ends_path, ends_csv)
-
-
-def _most_pieces(shard: _Shard, L: int, tail: bool, chunk: int = 1 << 20) -> int:
-    """The most pieces (``doc_lens`` entries) any window of ``shard`` holds, read from its
-    ends in chunks (bounded memory): a full window ``w`` has one piece more than the
-    distinct ends strictly inside it (``e // L == w``, ``e % L != 0``); the padded tail
-    window one more again."""
-    best, prev_w, run, last_e = 1, -1, 0, -1
-    full = shard.tokens // L
-    ends = shard.ends
-    for lo in range(0, len(ends), chunk):
-        e = np.asarray(ends[lo:lo + chunk], dtype=np.int64)
-        e = e[(e % L != 0) & (e < shard.tokens)]
-        if not len(e):
-            continue
-        keep = np.empty(len(e), dtype=np.bool_)  # distinct ends (an empty document repeats one)
-        keep[0], keep[1:] = e[0] != last_e, e[1:] != e[:-1]
-        e = e[keep]
-        if not len(e):
-            continue
-        last_e = int(e[-1])
-        w, c = np.unique(e // L, return_counts=True)
-        if w[0] == prev_w:
-            c[0] += run
-        pieces = c + 1 + (w >= full)  # the tail window also holds the padding
-        if not tail:
-            pieces = pieces[w < full]
-        if len(pieces):
-            best = max(best, int(pieces.max()))
-        prev_w, run = int(w[-1]), int(c[-1])
-    if tail and shard.tokens % L:
-        best = max(best, 2)
-    return best
 
 
 class ShardDataset(CursorDataset):
@@ -181,7 +72,7 @@ class ShardDataset(CursorDataset):
         self.drop_last = drop_last
         self.tail = check_tail(tail)
         self.batch_size = batch_size
-        self.shards: list[_Shard] = []
+        self.shards: list[Shard] = []
         first = None
         digest = hashlib.sha256(f"seq_len={seq_len};drop_last={drop_last}".encode())
         for root in roots:
@@ -194,7 +85,7 @@ class ShardDataset(CursorDataset):
                 raise InstmixError(f"{root}: dtype/vocab/EOS {key} differ from the first build's "
                                    f"{first}; builds served together must share a tokenizer")
             for s in m.shards:
-                self.shards.append(_open_shard(m, s, m.dtype))
+                self.shards.append(open_shard(m, s, m.dtype))
                 digest.update(s["sha256"].encode())
                 digest.update((s.get("mask_sha256") or "").encode())
         self.dtype, self.vocab_size, self.eos_token_id = first
@@ -218,7 +109,7 @@ class ShardDataset(CursorDataset):
         self._grids_unopened = len(self.shards)
         # doc_lens has one fixed width (the most pieces any window holds), so the default
         # torch collate can stack items; unused slots are 0.
-        self.max_docs = max(_most_pieces(s, seq_len, not drop_last) for s in self.shards)
+        self.max_docs = max(most_pieces(s, seq_len, not drop_last) for s in self.shards)
         self._skip = 0  # items to skip in the next __iter__ (load_state_dict)
         self._yielded = 0
 
@@ -344,7 +235,7 @@ class ShardDataset(CursorDataset):
                 j = np.arange(len(rid)) - (np.cumsum(per_row) - per_row)[rid]
             dl[rows[rid], j] = lens
 
-    def _fill_tail(self, shard: _Shard, w: int, ids: np.ndarray, labels: np.ndarray,
+    def _fill_tail(self, shard: Shard, w: int, ids: np.ndarray, labels: np.ndarray,
                    dl: np.ndarray) -> None:
         """One row from the partial last window ``w`` of ``shard``, padded with EOS."""
         L = self.seq_len
