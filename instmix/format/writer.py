@@ -105,7 +105,11 @@ class _Shard:
             self.mask.write(mb)
             self.mask_sha.update(mb)
             self.stats.loss_tokens += int(m.sum())
-        ends = (start + np.cumsum(lengths)).tolist()
+        ends_arr = start + np.cumsum(lengths, dtype=np.int64)
+        eb = memoryview(np.ascontiguousarray(ends_arr, dtype="<i8")).cast("B")
+        self.ends.write(eb)
+        self.ends_sha.update(eb)
+        ends = ends_arr.tolist()
         starts = [start] + ends[:-1]
         self.csv.writerows(zip(starts, ends, doc_ids, srcs))
         per = self.stats.sources

@@ -60,7 +60,7 @@ class _StreamEncoder:
     def __init__(self, encoder: Encoder, state: dict):
         self.encoder, self.state = encoder, state
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, texts: list[str], strict: bool = False) -> tuple[np.ndarray, np.ndarray]:
         enc, st = self.encoder, self.state
         if st["reference"] or enc.fast is None or not texts:
             return enc.encode_ref(texts)
