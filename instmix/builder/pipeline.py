@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from instmix.config import BuildConfig, SourceConfig
-from instmix.format.manifest import FORMAT_VERSION, MANIFEST, check_replaceable, dump_manifest
+from instmix.format.manifest import MANIFEST, check_replaceable, dump_manifest, seal
 from instmix.format.writer import ShardWriter
 from instmix.io.atomic import clean_stale, clean_stale_in, make_temp_dir, swap_dir, write_atomic
 from instmix.io.hashing import HashMemo
 from instmix.io.progress import Progress
-from instmix.mix.plan import SourcePlan, draw_documents, plan_targets
+from instmix.mix.plan import SourcePlan, check_drawn, draw_documents, plan_targets
 from instmix.mix.schedule import interleave
 from instmix.sources.units import source_units
-from instmix.tokenize.cache import CacheUnit, build_unit, format_key, unit_key
+from instmix.tokenize.cache import CacheUnit, build_unit, format_key, open_unit, unit_key
 from instmix.tokenize.encoder import Encoder
 from instmix.tokenize.facts import TokenizerInfo, load_tokenizer_info
 from instmix.tokenize.jobs import UnitJob, UnitTokenizer
@@ -148,16 +148,21 @@ def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
     if units is None:
         units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
     memo = HashMemo(root)
-    keyed = [[(unit_key(src, paths, label, info, memo), paths, label) for paths, label in plan]
-             for src, plan in zip(cfg.sources, units)]
+    keyed = [[(unit_key(src, paths, label, info, memo, skip_bad=cfg.skip_bad_records), paths,
+               label) for paths, label in plan] for src, plan in zip(cfg.sources, units)]
     os.makedirs(root, exist_ok=True)
     memo.save()
+    intact: dict[str, CacheUnit] = {}  # existing units whose checksums hold
+    for plan in keyed:
+        for key, _, _ in plan:
+            if key not in intact and (unit := open_unit(root, key, info.dtype)) is not None:
+                intact[key] = unit
     jobs = [UnitJob(root, key, src, tuple(paths), label)
             for src, plan in zip(cfg.sources, keyed) for key, paths, label in plan
-            if not os.path.isdir(os.path.join(root, key))]
+            if key not in intact]
     if jobs:
         _run_jobs(cfg, info, jobs, progress, encoder_factory, executor)
-    return [SourcePool(src, [CacheUnit(os.path.join(root, key), info.dtype)
+    return [SourcePool(src, [intact.get(key) or CacheUnit(os.path.join(root, key), info.dtype)
                              for key, _, _ in plan], sum(len(p) for p, _ in upl), list(upl))
             for src, plan, upl in zip(cfg.sources, keyed, units)]
 
@@ -193,6 +198,7 @@ def plan_mixture(cfg: BuildConfig, pools: list[SourcePool]
                          [p.config.max_repetition for p in pools],
                          [int(c.sum()) for c in counted], cfg.total_tokens)
     draws = [draw_documents(cfg.seed, plan, c) for plan, c in zip(plans, counted)]
+    check_drawn(cfg.where, cfg.total_tokens, draws, counted)
     src, pos = interleave([p.weight for p in plans], [c[d] for c, d in zip(counted, draws)])
     return plans, draws, src, pos
 
@@ -345,8 +351,7 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
             removed_index = {"path": cleaning.REMOVED_FILE, "records": len(listing),
                              "sha256": hashlib.sha256(data).hexdigest()}
         total = sum(s.tokens for s in shards)
-        manifest = {
-            "format_version": FORMAT_VERSION,
+        manifest = seal({
             "tokenizer": info.manifest_dict(TOKENIZER_FILE),
             "dtype": info.dtype,
             "seed": cfg.seed,
@@ -358,9 +363,10 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
             "layout": cfg.layout,
             "sources": source_summary(pools, plans, draws, total),
             "shards": [s.manifest_dict() for s in shards],
-        }
+        })
         if removed_index is not None:
             manifest["removed_index"] = removed_index
+            manifest = seal(manifest)
         write_atomic(os.path.join(stage, MANIFEST), dump_manifest(manifest))  # written last
         swap_dir(stage, cfg.output, check=check_replaceable)
     except BaseException:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ def _number(where: str, text: str) -> float:
         value = float(text)
     except ValueError:
         raise ConfigError(where, "ratios", f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(where, "ratios", f"{text!r}: expected a finite number")
     if value < 0:
         raise ConfigError(where, "ratios", f"ratio {value} is negative")
     return int(value) if value.is_integer() else value

@@ -6,7 +6,9 @@ per document (token offsets, ``end`` exclusive) and, when a source masks its los
 ``part-NNNNN.mask``: one ``np.bool_`` per token (True = train), a name ``*.npy`` globs
 do not catch. ``part-NNNNN.ends`` holds the documents' end offsets as headerless
 little-endian int64 (what :class:`~instmix.ShardDataset` memory-maps instead of parsing
-the ``.csv.gz``, which stays for dolma-style tools). Documents never span shards.
+the ``.csv.gz``, which stays for dolma-style tools). Documents never span shards, so
+``shard_tokens`` is a maximum except for a shard holding one document longer than it
+(documents are never split).
 
 The build writes shards into an owner-marked temporary folder that replaces the output
 folder only when complete (:func:`instmix.io.atomic.swap_dir`).
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from instmix.io.hashing import sha256_file
+
 ENDS_SUFFIX = ".ends"  # document end offsets, <i8, no header
 
 
@@ -34,6 +38,7 @@ class ShardStats:
     sha256: str = ""
     mask: str | None = None
     mask_sha256: str | None = None
+    index_sha256: str = ""
     loss_tokens: int = 0
     ends: str | None = None
     ends_sha256: str | None = None
@@ -41,7 +46,8 @@ class ShardStats:
 
     def manifest_dict(self) -> dict:
         d = {"path": self.path, "tokens": self.tokens, "documents": self.documents,
-             "sha256": self.sha256, "sources": self.sources}
+             "sha256": self.sha256, "index_sha256": self.index_sha256,
+             "sources": self.sources}
         if self.ends:
             d.update(ends=self.ends, ends_sha256=self.ends_sha256)
         if self.mask:
@@ -57,7 +63,8 @@ class _Shard:
         base = os.path.join(folder, rel)
         self.tok = open(base + ".npy", "wb", buffering=1 << 20)
         self.sha = hashlib.sha256()
-        self.gz = gzip.GzipFile(base + ".csv.gz", "wb", mtime=0)  # mtime=0: stable bytes
+        self.index = base + ".csv.gz"
+        self.gz = gzip.GzipFile(self.index, "wb", mtime=0)  # mtime=0: stable bytes
         self.text = io.TextIOWrapper(self.gz, encoding="utf-8", newline="")
         self.csv = csv.writer(self.text, lineterminator="\n")
         self.stats.ends = rel + ENDS_SUFFIX
@@ -124,6 +131,7 @@ class _Shard:
         self.ends.close()
         self.stats.sha256 = self.sha.hexdigest()
         self.stats.ends_sha256 = self.ends_sha.hexdigest()
+        self.stats.index_sha256 = sha256_file(self.index)
         if self.mask is not None:
             self.mask.close()
             self.stats.mask_sha256 = self.mask_sha.hexdigest()

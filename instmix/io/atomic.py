@@ -111,13 +111,35 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
-def swap_dir(new: str, dest: str, *, check: Callable[[str], None] | None = None) -> None:
-    """Put finished folder ``new`` at ``dest``, replacing a previous ``dest`` atomically.
+def fsync_tree(folder: str) -> None:
+    """fsync every file and folder under ``folder`` (so a power loss after a swap cannot
+    publish a folder whose files were never written out)."""
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        fsync_dir(root)
 
-    ``check(dest)`` runs right before the swap (it may refuse to replace ``dest``). At
-    every instant ``dest`` is the old folder or the new one; the old one is removed after.
+
+def swap_dir(new: str, dest: str, *, check: Callable[[str], None] | None = None) -> None:
+    """Put finished folder ``new`` at ``dest``, replacing a previous ``dest``.
+
+    ``check(dest)`` runs right before the swap (it may refuse to replace ``dest``). With
+    ``renameat2(RENAME_EXCHANGE)`` ``dest`` is at every instant the old folder or the new
+    one; with the two-rename fallback a death between the renames leaves the old folder
+    under an owner-marked ``old`` name, which :func:`recover` puts back. The previous
+    folder is then renamed to a ``tmp`` name (never recovered) and removed, so a death
+    while removing it can never bring a half-removed folder back.
     """
-    fsync_dir(new)
+    fsync_tree(new)
     if check is not None:
         check(dest)
     parent = os.path.dirname(os.path.abspath(dest))
@@ -130,17 +152,17 @@ def swap_dir(new: str, dest: str, *, check: Callable[[str], None] | None = None)
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
     if _exchange(new, dest):
-        # ``new`` now holds the previous folder: give it an "old" name, then remove it
-        old = temp_name(dest, "old")
-        os.rename(new, old)
+        # ``new`` (a tmp name) now holds the previous folder: remove it
         fsync_dir(parent)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(new, ignore_errors=True)
         return
     old = temp_name(dest, "old")
     os.rename(dest, old)
     os.rename(new, dest)  # a crash before this line is undone by recover(dest)
     fsync_dir(parent)
-    shutil.rmtree(old, ignore_errors=True)
+    trash = temp_name(dest, "tmp")
+    os.rename(old, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _stale(dest: str) -> list[tuple[str, str]]:

@@ -9,16 +9,19 @@ for JSON lines, the row for tables, the paragraph for text files.
 
 from __future__ import annotations
 
-import glob
-import gzip
 import io
 import os
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import zstandard
+from instmix.errors import InputError
 
-from instmix.errors import ConfigError, InputError
+from .compressed import DamagedInput, damage_message, open_binary
+from .paths import JSONL_SUFFIXES, SUFFIXES, is_saved_dataset, resolve_inputs, resolve_paths
+
+__all__ = ["JSONL_SUFFIXES", "SUFFIXES", "is_saved_dataset", "resolve_inputs", "resolve_paths",
+           "iter_jsonl", "iter_txt", "iter_records", "iter_parquet", "iter_saved_dataset"]
 
 try:  # orjson parses ~3x faster than json; both give the same objects.
     import orjson as _json
@@ -29,44 +32,10 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 
     _loads = _json.loads
 
-JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.zst", ".json.zst", ".jsonl.gz", ".json.gz")
-SUFFIXES = JSONL_SUFFIXES + (".parquet", ".txt")
-
-
-def is_saved_dataset(path: str) -> bool:
-    """A ``save_to_disk`` folder holds ``state.json`` and ``dataset_info.json``."""
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "state.json"))
-
-
-def resolve_paths(patterns: Sequence[str], *, where: str, key: str) -> list[str]:
-    """Expand globs (``**`` allowed) into a sorted, de-duplicated list of inputs.
-
-    A pattern that matches nothing is an error naming the config key.
-    """
-
-    found: list[str] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True))
-        matches = [m for m in matches if os.path.isfile(m) or is_saved_dataset(m)]
-        if not matches:
-            raise ConfigError(where, key, f"{pattern!r} matches no file")
-        for m in matches:
-            if not (is_saved_dataset(m) or m.endswith(SUFFIXES)):
-                raise ConfigError(where, key, f"{m}: unsupported file type (expected one of "
-                                  f"{', '.join(SUFFIXES)} or a save_to_disk folder)")
-        found.extend(matches)
-    seen: set[str] = set()
-    return [p for p in found if not (p in seen or seen.add(p))]
 
 
 def _open_binary(path: str) -> io.BufferedIOBase:
-    if path.endswith(".zst"):
-        raw = open(path, "rb")
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.BufferedReader(reader, buffer_size=1 << 20)
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb", buffering=1 << 20)
+    return open_binary(path)
 
 
 def _json_error(path: str, line_no: int, raw: bytes, err: Exception) -> InputError:
@@ -84,6 +53,8 @@ def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None,
     ordinal = -1
     with _open_binary(path) as f:
         for line_no, raw in enumerate(f, 1):
+            if line_no == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
             if not raw.strip():
                 continue
             ordinal += 1
@@ -100,16 +71,22 @@ def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None,
             yield line_no, obj
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def iter_txt(path: str, unit: str, skip_bad: bool = False, stats: dict | None = None
              ) -> Iterator[tuple[int, Any]]:
     """Yield ``(n, {"text": ...})``: the whole file (n=1) or each paragraph (n = its first line).
 
-    Paragraphs are separated by one or more blank lines; line ends inside are kept.
+    Paragraphs are separated by one or more blank lines; line ends inside are kept. A
+    leading UTF-8 byte-order mark is dropped and CRLF line ends read as LF.
     """
     with open(path, "rb") as f:
         data = f.read()
+    if data.startswith(BOM):
+        data = data[len(BOM):]
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").replace("\r\n", "\n")
     except UnicodeDecodeError as u:
         line = data.count(b"\n", 0, u.start) + 1
         err = InputError(path, line, None, f"invalid UTF-8 at byte {u.start} of the file")
@@ -186,7 +163,7 @@ def iter_records(path: str, *, columns: Sequence[str] | None = None, txt_unit: s
         select = None  # applied while reading
     if select is not None:
         it = (pr for i, pr in enumerate(it) if select(i))
-    for pos, rec in it:
+    for pos, rec in _guarded(path, it):
         if not isinstance(rec, Mapping):
             err = InputError(path, pos, None, f"expected a JSON object, got {type(rec).__name__}")
             if not skip_bad:
@@ -194,6 +171,30 @@ def iter_records(path: str, *, columns: Sequence[str] | None = None, txt_unit: s
             _count(stats, "not_an_object")
             continue
         yield pos, rec
+
+
+def _guarded(path: str, it: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    """``it``, with a damaged or unreadable file raised as one InputError naming it.
+
+    Only errors of reading reach here (a generator does not see its consumer's errors);
+    ValueError is what pyarrow raises for a file that is not Parquet.
+    """
+    pos = 0
+    try:
+        for pos, rec in it:
+            yield pos, rec
+    except InputError:
+        raise
+    except (OSError, EOFError, ValueError, zlib.error, DamagedInput) as e:
+        what = damage_message(e)
+        if what is None and isinstance(e, OSError):
+            what = f"cannot read ({e.strerror or e})"
+        elif what is None:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            what = f"not a readable {os.path.splitext(path)[1] or 'input'} file ({first})"
+        after = f" after record {pos}" if pos else ""
+        raise InputError(path, None, None, f"{what}{after}; re-create or re-download it, or "
+                         "remove it from the source") from None
 
 
 def _count(stats: dict | None, reason: str) -> None:

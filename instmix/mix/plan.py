@@ -58,7 +58,11 @@ def plan_targets(names: Sequence[str], ratios: Sequence[float], caps: Sequence[f
     if total_tokens is None:
         total_tokens = min(floor(b / w) for b, w in zip(budgets, weights) if w > 0)
         if total_tokens == 0:
-            raise PlanError("the sources hold no tokens to mix")
+            empty = [f"source '{n}' may give {fmt(b)} tokens ({fmt(a)} available x "
+                     f"max_repetition {c:g})" for n, w, a, b, c in
+                     zip(names, weights, available, budgets, caps) if w > 0 and b == 0]
+            raise PlanError("; ".join(empty) + "; raise max_repetition so that each source "
+                            "with a ratio > 0 may give at least one document")
     plans = [SourcePlan(n, w, a, b, floor(w * total_tokens))
              for n, w, a, b in zip(names, weights, available, budgets)]
     short = [p for p in plans if p.target > p.budget]
@@ -74,6 +78,15 @@ def plan_targets(names: Sequence[str], ratios: Sequence[float], caps: Sequence[f
                              f"(raise its max_repetition to >= {float(need):.3f})")
         raise PlanError("; ".join(lines) + f"; or lower total_tokens to <= {fmt(most)}")
     return plans
+
+
+def check_drawn(where: str, total_tokens: int | None, draws: Sequence[np.ndarray],
+                lengths: Sequence[np.ndarray]) -> None:
+    """Refuse a plan that gives no source a whole document (an empty build)."""
+    if not any(len(d) for d in draws):
+        shortest = min(int(c.min()) for c in lengths if len(c))
+        raise PlanError(f"{where}: total_tokens: {total_tokens} gives no source a whole "
+                        f"document (the shortest holds {shortest} tokens); raise it")
 
 
 def draw_documents(seed: int, plan: SourcePlan, lengths: np.ndarray) -> np.ndarray:

@@ -44,20 +44,28 @@ def write_report(dirs: list[str], out: str, *, title: str | None = None) -> Repo
 
     charts = all_charts(builds)
     html = render(builds, charts, title)
+    try:
+        path = _write(out, charts, html)
+    except OSError as e:
+        raise InstmixError(f"{e.filename or out}: cannot write the report "
+                           f"({e.strerror or e}); choose another --out") from None
+    return ReportFiles(path, [os.path.join(out, c.name + ".png") for c in charts],
+                       [b.root for b in builds])
+
+
+def _write(out: str, charts, html: str) -> str:
+    earlier = os.path.isfile(os.path.join(out, HTML))  # figures of an earlier report are ours
     os.makedirs(out, exist_ok=True)
-    pngs = []
     for chart in charts:
-        path = os.path.join(out, chart.name + ".png")
-        write_atomic(path, chart.png)
-        pngs.append(path)
+        write_atomic(os.path.join(out, chart.name + ".png"), chart.png)
     made = {c.name for c in charts}
     for name in FIGURES:  # a figure of an earlier report that no longer applies
         stale = os.path.join(out, name + ".png")
-        if name not in made and os.path.isfile(stale):
+        if earlier and name not in made and os.path.isfile(stale):
             os.remove(stale)
     path = os.path.join(out, HTML)
     write_atomic(path, html.encode("utf-8"))
-    return ReportFiles(path, pngs, [b.root for b in builds])
+    return path
 
 
 def _check_out(out: str) -> None:

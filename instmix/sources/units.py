@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
-from instmix.io.readers import resolve_paths
+from instmix.errors import ConfigError
+from instmix.io.readers import resolve_inputs
 
 from .registry import get_kind
 
@@ -14,11 +14,20 @@ if TYPE_CHECKING:
 
 
 def source_units(src: SourceConfig, where: str, index: int) -> list[tuple[list[str], str]]:
-    """Cache units of a source: ``(paths, label)`` per input file, or one for the source."""
-    paths = resolve_paths(src.paths, where=where, key=f"sources[{index}].paths")
-    parents = [os.path.dirname(os.path.abspath(p)) for p in paths]
-    common = os.path.commonpath(parents) if len(paths) > 1 else parents[0]
-    labels = [os.path.relpath(os.path.abspath(p), common) for p in paths]
+    """Cache units of a source: ``(paths, label)`` per input file, or one for the source.
+
+    A file's label is its path relative to its own pattern's fixed base
+    (:func:`instmix.io.paths.resolve_inputs`), never to the other files of the source.
+    """
+    inputs = resolve_inputs(src.paths, where=where, key=f"sources[{index}].paths")
     if get_kind(src.kind).per_file:
-        return [([p], label) for p, label in zip(paths, labels)]
-    return [(paths, src.name)]
+        seen: dict[str, str] = {}
+        for p, label in inputs:
+            if label in seen and src.id_field is None:
+                raise ConfigError(where, f"sources[{index}].paths", f"{seen[label]} and {p} "
+                                  f"would share document ids {label}:N (each is named relative "
+                                  "to its pattern's folder); match both with one pattern such "
+                                  "as 'data/**/*.jsonl', or set id_field")
+            seen[label] = p
+        return [([p], label) for p, label in inputs]
+    return [([p for p, _ in inputs], src.name)]

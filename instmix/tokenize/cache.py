@@ -13,10 +13,16 @@ A unit folder holds:
 - ``cuts.npy`` + ``cut_off.npy`` (only for documents with cuts, see
   :class:`~instmix.sources.kinds.Cut`): int64 rows ``(token start, token end, parts lo,
   parts hi)`` into ``tokens.bin``, and ``n+1`` boundaries of each document's rows;
-- ``meta.json``: counts, skipped records by reason, the tokenizer backend used.
+- ``meta.json``: counts, skipped records by reason, the tokenizer backend used, and the
+  sha256 of every other file and of itself (:mod:`.unit_check`).
 
 Folders are written under a temporary name and renamed when complete, so an interrupted
-run leaves nothing that is ever read as a cache.
+run leaves nothing that is ever read as a cache. Every open re-checks the checksums; a
+damaged unit is set aside and rebuilt, with a warning.
+
+No document holds the EOS id anywhere but at its end: a text the tokenizer maps to EOS
+inside (a tokenizer whose EOS is an ordinary word) is refused, or skipped and counted as
+``eos_in_text`` with ``skip_bad_records``.
 """
 
 from __future__ import annotations
@@ -35,17 +41,19 @@ from queue import Full, Queue
 import numpy as np
 
 from instmix.config import SourceConfig
-from instmix.errors import InstmixError
-from instmix.io.atomic import make_temp_dir
-from instmix.io.hashing import hash_input
+from instmix.errors import InputError, InstmixError
+from instmix.io.atomic import make_temp_dir, temp_name
+from instmix.io.hashing import hash_input, sha256_file
 from instmix.sources.kinds import Document
 from instmix.sources.registry import get_kind
 
 from .encoder import BackendMismatch, Encoder
 from .facts import TokenizerInfo
-from .framing import Encoded, encode_documents
+from .framing import Encoded, encode_documents, inner_eos
+from .unit_check import META, DamagedUnit, check_unit, load_meta, meta_digest
 
-CACHE_VERSION = 3  # 3: documents with cuts are encoded at their ends
+CACHE_VERSION = 4  # 3: documents with cuts encoded at their ends; 4: checksummed units,
+#                    skip_bad_records in the key
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +66,21 @@ def format_key(src: SourceConfig) -> dict:
 
 
 def unit_key(src: SourceConfig, paths: Sequence[str], label: str, tok: TokenizerInfo,
-             file_hash: Callable[[str], str] = hash_input) -> str:
+             file_hash: Callable[[str], str] = hash_input, *, skip_bad: bool = False) -> str:
+    """Fingerprint of everything a unit's content depends on: inputs, tokenizer, format
+    options, label (document ids) and ``skip_bad_records`` (which records are kept)."""
     blob = json.dumps({"version": CACHE_VERSION, "tokenizer": tok.cache_key(),
-                       "format": format_key(src), "label": label,
-                       "inputs": [file_hash(p) for p in paths]}, sort_keys=True)
+                       "format": format_key(src), "label": label, "skip_bad": skip_bad,
+                       "inputs": [_hash(file_hash, p) for p in paths]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _hash(file_hash: Callable[[str], str], path: str) -> str:
+    try:
+        return file_hash(path)
+    except OSError as e:
+        raise InputError(path, None, None, f"cannot read ({e.strerror or e}); check its "
+                         "permissions and the disk") from None
 
 
 @dataclass
@@ -74,16 +92,18 @@ class UnitMeta:
     has_mask: bool
     loss_tokens: int
     composition: dict = field(default_factory=dict)  # tag key -> value -> documents
+    files: dict = field(default_factory=dict)  # file name -> sha256
 
 
 class CacheUnit:
-    """A finished cache folder, opened read-only (memory-mapped)."""
+    """A finished cache folder, opened read-only (memory-mapped) after
+    :func:`~.unit_check.check_unit` (raises DamagedUnit)."""
 
-    def __init__(self, folder: str, dtype: str):
+    def __init__(self, folder: str, dtype: str, *, check: bool = True):
         self.folder = folder
         self.dtype = np.dtype(dtype)
-        with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
-            self.meta = UnitMeta(**json.load(f))
+        meta = check_unit(folder, self.dtype) if check else load_meta(folder)
+        self.meta = UnitMeta(**{k: v for k, v in meta.items() if k != "meta_sha256"})
 
     @cached_property
     def offsets(self) -> np.ndarray:
@@ -189,6 +209,9 @@ class UnitWriter:
         self._mask = open(os.path.join(self.tmp, "mask.bin"), "wb") if with_mask else None
         self._offsets = [np.zeros(1, dtype=np.int64)]
         self._ids = open(os.path.join(self.tmp, "ids.bin"), "wb")
+        self._sha = {"tokens.bin": hashlib.sha256(), "ids.bin": hashlib.sha256()}
+        if with_mask:
+            self._sha["mask.bin"] = hashlib.sha256()
         self._id_lens: list[np.ndarray] = []
         self._cuts: list[np.ndarray] = []
         self._cut_docs: list[np.ndarray] = []
@@ -208,10 +231,14 @@ class UnitWriter:
         if enc.tokens.size and int(enc.tokens.max()) >= self.info.vocab_size:
             raise InstmixError(f"tokenizer produced id {int(enc.tokens.max())} >= vocab size "
                                f"{self.info.vocab_size}")
-        enc.tokens.astype(self.dtype, copy=False).tofile(self._tok)
+        tok = np.ascontiguousarray(enc.tokens, dtype=self.dtype)
+        self._tok.write(memoryview(tok).cast("B"))
+        self._sha["tokens.bin"].update(memoryview(tok).cast("B"))
         if self._mask is not None:
             m = np.ones(enc.tokens.size, dtype=np.bool_) if enc.mask is None else enc.mask
-            m.tofile(self._mask)
+            m = np.ascontiguousarray(m, dtype=np.bool_)
+            self._mask.write(memoryview(m).cast("B"))
+            self._sha["mask.bin"].update(memoryview(m).cast("B"))
             self.loss_tokens += int(m.sum())
         else:
             self.loss_tokens += enc.tokens.size
@@ -223,6 +250,7 @@ class UnitWriter:
             self._cut_docs.append(self.documents + enc.cuts[:, 0])
         encoded = [d.encode("utf-8") for d in doc_ids]
         self._ids.write(b"".join(encoded))
+        self._sha["ids.bin"].update(b"".join(encoded))
         self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
         self.tokens += int(enc.offsets[-1])
         self.documents += len(doc_ids)
@@ -241,10 +269,18 @@ class UnitWriter:
             np.save(os.path.join(self.tmp, "cut_off.npy"),
                     np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64))
         composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
-        meta = UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())), backend,
-                        self.with_mask, self.loss_tokens, composition)
-        with open(os.path.join(self.tmp, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump(asdict(meta), f, indent=1)
+        files = {name: h.hexdigest() for name, h in self._sha.items()}
+        for name in ("offsets.npy", "ids_off.npy", "cuts.npy", "cut_off.npy"):
+            if os.path.isfile(os.path.join(self.tmp, name)):
+                files[name] = sha256_file(os.path.join(self.tmp, name))
+        meta = asdict(UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())),
+                               backend, self.with_mask, self.loss_tokens, composition,
+                               dict(sorted(files.items()))))
+        meta["meta_sha256"] = meta_digest(meta)
+        with open(os.path.join(self.tmp, META), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
         try:
             os.rename(self.tmp, self.final)
         except OSError:  # another process published the same key first
@@ -258,6 +294,20 @@ class UnitWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def open_unit(root: str, key: str, dtype: str) -> CacheUnit | None:
+    """The unit ``root/key`` if it exists and its checksums hold; a damaged one is set
+    aside (and so rebuilt by the caller) with a warning."""
+    folder = os.path.join(root, key)
+    if not os.path.isdir(folder):
+        return None
+    try:
+        return CacheUnit(folder, dtype)
+    except DamagedUnit as e:
+        log.warning("token cache %s is damaged (%s); rebuilding it", folder, e)
+        _set_aside(folder)
+        return None
+
+
 def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], label: str,
                info: TokenizerInfo, encoder: Encoder, *, skip_bad: bool, batch_bytes: int,
                progress: Callable[[int], None] | None = None) -> CacheUnit:
@@ -266,9 +316,9 @@ def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], lab
     With a fast backend, a sampled mismatch abandons the unit and encodes it again, whole,
     with the reference: no id from a backend that disagreed is ever cached.
     """
-    folder = os.path.join(root, key)
-    if os.path.isdir(folder):
-        return CacheUnit(folder, info.dtype)
+    unit = open_unit(root, key, info.dtype)
+    if unit is not None:
+        return unit
     args = (root, key, src, paths, label, info)
     if encoder.fast is None:
         return _write_unit(*args, encoder, False, skip_bad, batch_bytes, progress)
@@ -293,15 +343,43 @@ def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], la
     try:
         docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
         for batch in _prefetch(_batches(docs, batch_bytes)):
-            writer.add(encode_documents(batch, encoder, info, src.loss, strict),
-                       [d.id for d in batch])
+            enc = encode_documents(batch, encoder, info, src.loss, strict)
+            bad = inner_eos(enc, info)
+            if bad.size:
+                doc = batch[int(bad[0])]
+                if not skip_bad:
+                    raise InputError(", ".join(paths), None, None, (
+                        f"document {doc.id}: the tokenizer maps its text to the EOS id "
+                        f"{info.eos_token_id} ({info.eos_token!r}) inside the document; "
+                        "remove it from the text, or set skip_bad_records: true to skip "
+                        "such documents"))
+                skipped["eos_in_text"] = skipped.get("eos_in_text", 0) + int(bad.size)
+                keep = np.ones(len(batch), dtype=bool)
+                keep[bad] = False
+                enc = enc.select(keep)
+                batch = [d for d, k in zip(batch, keep) if k]
+                if not batch:
+                    continue
+            writer.add(enc, [d.id for d in batch])
             writer.count_tags(batch)
             if progress:
                 progress(sum(len(d.text) for d in batch))
         if writer.documents == 0:
             raise InstmixError(f"{', '.join(paths)}: no documents (skipped: "
                                f"{skipped or 'none'})")
-        return CacheUnit(writer.publish(skipped, encoder.backend), info.dtype)
+        # written and hashed just now; every later open checks it
+        return CacheUnit(writer.publish(skipped, encoder.backend), info.dtype, check=False)
     except BaseException:
         writer.abort()
         raise
+
+
+def _set_aside(folder: str) -> None:
+    """Move a damaged unit out of the way (an owner-marked name) and remove it; a
+    concurrent build may have done so already."""
+    old = temp_name(folder, "old")
+    try:
+        os.rename(folder, old)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(old, ignore_errors=True)

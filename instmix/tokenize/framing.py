@@ -36,6 +36,22 @@ class Encoded:
     # ``tokens``), parts lo, hi (-1, -1 for a separator); None when no document has cuts
     cuts: np.ndarray | None = None
 
+    def select(self, keep: np.ndarray) -> Encoded:
+        """The documents where ``keep`` (one bool per document) is True."""
+        lengths = np.diff(self.offsets)
+        token_keep = np.repeat(keep, lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
+        cuts = None
+        if self.cuts is not None:
+            new_doc = np.cumsum(keep) - 1
+            rows = self.cuts[keep[self.cuts[:, 0]]].copy()
+            shift = offsets[new_doc[rows[:, 0]]] - self.offsets[rows[:, 0]]
+            rows[:, 0] = new_doc[rows[:, 0]]
+            rows[:, 1:3] += shift[:, None]
+            cuts = rows
+        return Encoded(self.tokens[token_keep], offsets,
+                       None if self.mask is None else self.mask[token_keep], cuts)
+
     def split(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
         o = self.offsets
         return [(self.tokens[o[i]:o[i + 1]],
@@ -107,6 +123,15 @@ def _split_at(pieces: list[tuple[int, int, bool]], bounds: Sequence[int]
             k += 1
         out.append((start, b, t))
     return out
+
+
+def inner_eos(enc: Encoded, info: TokenizerInfo) -> np.ndarray:
+    """Indices of documents holding the EOS id anywhere but at their last token."""
+    at = np.flatnonzero(enc.tokens == info.eos_token_id)
+    inner = at[~np.isin(at, enc.offsets[1:] - 1)]
+    if not inner.size:
+        return inner
+    return np.unique(np.searchsorted(enc.offsets, inner, side="right") - 1)
 
 
 def encode_documents(docs: Sequence[Document], encoder: Encoder, info: TokenizerInfo,

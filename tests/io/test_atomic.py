@@ -109,3 +109,36 @@ def test_owner_tokens():
     name = os.path.basename(temp_name("/x/build"))
     assert parse_temp_name(name)[:2] == ("build", "tmp")
     assert parse_temp_name("build.old-123") is None
+
+
+def test_a_death_while_removing_the_previous_folder_never_brings_it_back(tmp_path,
+                                                                        monkeypatch):
+    """After the swap the previous folder is renamed to a tmp name before removal: if the
+    process dies half-way through removing it, recovery can never restore a partial folder
+    (even when the output is gone by then)."""
+    d = tmp_path / "out"
+    for content, exchange in (("old", True), ("new", False), ("newer", True)):
+        new = make_temp_dir(str(d))
+        (tmp_path / new / "f").write_text(content)
+        if not exchange:
+            monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+
+        def die(path, **_kw):
+            raise KeyboardInterrupt  # stands for kill -9 inside rmtree
+
+        if d.exists():
+            monkeypatch.setattr(atomic.shutil, "rmtree", die)
+            with pytest.raises(KeyboardInterrupt):
+                swap_dir(new, str(d))
+        else:
+            swap_dir(new, str(d))
+        monkeypatch.undo()
+        assert (d / "f").read_text() == content
+        left = [n for n in os.listdir(tmp_path) if n != "out"]
+        assert all(parse_temp_name(n)[1] == "tmp" for n in left)
+    monkeypatch.setattr(atomic, "owner_dead", lambda token: True)
+    import shutil
+
+    shutil.rmtree(d)  # the user removes the output
+    clean_stale(str(d))
+    assert os.listdir(tmp_path) == []  # nothing half-removed came back
