@@ -77,7 +77,8 @@ def check_cache(cache) -> int:
     """Every published cache unit is intact; returns their number."""
     if not os.path.isdir(cache):
         return 0
-    units = [n for n in os.listdir(cache) if ".instmix-" not in n]
+    units = [n for n in os.listdir(cache)
+             if ".instmix-" not in n and os.path.isdir(os.path.join(cache, n))]
     for n in units:
         check_unit(os.path.join(cache, n), np.dtype("uint16"))
     return len(units)
