@@ -306,8 +306,9 @@ def _source_tokens_at_sequence_ends(stream, n_seq, k):
 
 
 def test_streams_ratio_bound(stream_cfg):
-    """Proved bound: each stream's prefixes at sequence ends within 2D of the target share
-    per source, every prefix of the global order within 2*S*D (D the longest document)."""
+    """Proved bound for two sources: each stream's prefixes at sequence ends within 2D of the
+    target share per source, every prefix of the global order within 2*S*D (D the longest
+    document; instmix.mix.schedule bounds the schedule by D, the sequence cut adds D)."""
     S = 4
     cfg = dict(stream_cfg, total_tokens=S * SEQ * 40)
     sm = instmix.StreamingMixture(cfg, SEQ, streams=S, block_size=16)

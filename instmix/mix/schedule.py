@@ -2,9 +2,18 @@
 target share of the tokens emitted so far.
 
 With weights ``w`` (summing to 1), after ``E`` tokens of which ``e_s`` came from source
-``s``, the deficit is ``w_s * E - e_s``. Choosing the largest deficit keeps every source
-within about one document of ``w_s * E`` at every prefix, not only at the end. Ties go to
-the larger weight, then to the earlier source. Arithmetic is exact (integers scaled by the
+``s``, the deficit is ``w_s * E - e_s``. Choosing the largest deficit bounds it at every
+prefix, not only at the end, while every source still has documents (``D``: the longest
+document, ``k``: the number of sources):
+
+- over-service: ``e_s - w_s E <= (1 - w_s) D``. Deficits sum to 0, so the chosen (largest)
+  one is >= 0; emitting ``l <= D`` tokens lowers it by ``(1 - w_s) l``, and it only rises
+  while other sources emit;
+- under-service: ``w_s E - e_s <= (k - 2 + w_s) D``, the sum of the other sources'
+  over-service bounds (deficits sum to 0).
+
+So two sources stay within one document of their shares, and ``k`` sources within
+``(k - 1) D``. Ties go to the larger weight, then to the earlier source. Arithmetic is exact (integers scaled by the
 weights' common denominator), so the order is a pure function of the inputs.
 """
 

@@ -26,8 +26,10 @@ start).
 
 Mixing bound (proved in the docs of :mod:`instmix.mix.schedule` and tested): while no part
 has reached its cap, in every prefix of a stream that ends at a sequence boundary each
-source's tokens are within ``2*D`` of its share (``D``: the longest document), so in every
-prefix of the global order within ``2*S*D``.
+source's tokens are within ``B + D`` of its share, where ``B`` is the schedule's bound (``D``
+for two sources, ``(k - 1) * D`` for ``k``; ``D``: the longest document) and the extra ``D``
+is the document a sequence boundary cuts; so in every prefix of the global order within
+``S * (B + D)``.
 
 Resume: the cursor holds, per stream, a snapshot at the step boundary (positions in the
 files, scheduler counts, the offset into the current document, skipped-record counts,
