@@ -49,6 +49,20 @@ def part_name(block: int, round_: int, index: int) -> str:
     return f"part-{block:06d}-r{round_}-{index:04d}.jsonl.zst"
 
 
+def _load_json(path: str) -> dict:
+    """A JSON object this program wrote; damage is a one-line error naming the file."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InstmixError(f"{path}: damaged ({type(e).__name__}: {e}); restore it, or "
+                           "start again in a new output folder") from None
+    if not isinstance(data, dict):
+        raise InstmixError(f"{path}: damaged (expected a JSON object); restore it, or start "
+                           "again in a new output folder")
+    return data
+
+
 def dump_json(data) -> bytes:
     return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -97,8 +111,7 @@ class OutputDir:
                                    "use an empty output folder")
             atomic_write(path, dump_json(plan))
             return False
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
+        old = _load_json(path)
         if old != plan:
             keys = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
             raise ConfigError(where, "output", f"{self.root} holds a run with other settings "
@@ -171,8 +184,11 @@ class OutputDir:
     def check_done(self, block: int) -> str | None:
         """Why finished block ``block`` must be made again (a part missing, damaged or
         holding a failed entry is reported by the caller), or None when it is intact."""
-        with open(os.path.join(self.state, f"block-{block:06d}.json"), encoding="utf-8") as f:
-            info = json.load(f)
+        marker = os.path.join(self.state, f"block-{block:06d}.json")
+        try:
+            info = _load_json(marker)
+        except InstmixError:
+            return f"{marker}: damaged"
         for name, digest in sorted(info.get("parts", {}).items()):
             path = os.path.join(self.root, name)
             try:
@@ -193,8 +209,7 @@ class OutputDir:
         return out
 
     def block_info(self, block: int) -> dict:
-        with open(os.path.join(self.state, f"block-{block:06d}.json"), encoding="utf-8") as f:
-            return json.load(f)
+        return _load_json(os.path.join(self.state, f"block-{block:06d}.json"))
 
     def unmark(self, block: int) -> None:
         """Send a finished block back to work (its marker is this program's own file)."""
@@ -207,8 +222,7 @@ class OutputDir:
         out = []
         for name in sorted(os.listdir(self.state)):
             if name.startswith(prefix) and name.endswith(".json"):
-                with open(os.path.join(self.state, name), encoding="utf-8") as f:
-                    out.append(json.load(f))
+                out.append(_load_json(os.path.join(self.state, name)))
         return out
 
     def write_session(self, name: str, info: dict) -> None:

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from instmix.errors import ConfigError
+from instmix.errors import ConfigError, InstmixError
 from instmix.synth.config import load_augment_config
 from instmix.synth.runner import RunContext, augment
 
@@ -175,3 +175,33 @@ def test_cli_prints_one_line_errors(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "sources: expected a non-empty list" in r.stderr
+
+
+@pytest.mark.parametrize("damage", [b"{\"rounds\": 2", b"\xff\xfe", b"[1, 2]"])
+def test_damaged_augment_json_is_a_one_line_error(tmp_path, tiny_tokenizer, damage):
+    cfg = load(tmp_path, config(tmp_path, tiny_tokenizer))
+    augment(cfg)
+    plan = os.path.join(cfg.output, "augment.json")
+    with open(plan, "wb") as f:
+        f.write(damage)
+    with pytest.raises(InstmixError, match=r"augment\.json: damaged") as e:
+        augment(cfg)
+    assert "\n" not in str(e.value)
+
+
+def test_damaged_block_marker_redoes_its_block(tmp_path, tiny_tokenizer):
+    ref = load(tmp_path, config(tmp_path, tiny_tokenizer, out="ref"))
+    augment(ref)
+    cfg = load(tmp_path, config(tmp_path, tiny_tokenizer))
+    augment(cfg)
+    state = os.path.join(cfg.output, "_state")
+    marker = sorted(n for n in os.listdir(state) if n.startswith("block-"))[0]
+    with open(os.path.join(state, marker), "wb") as f:
+        f.write(b"{not json")
+    block = marker[len("block-"):-len(".json")]
+    gone = [n for n in os.listdir(cfg.output) if n.startswith(f"part-{block}-")]
+    for n in gone:  # had the damaged marker been trusted, these would stay missing
+        os.remove(os.path.join(cfg.output, n))
+    assert gone
+    assert augment(cfg)["complete"]
+    assert _files(cfg.output) == _files(ref.output)
