@@ -205,3 +205,31 @@ def test_damaged_block_marker_redoes_its_block(tmp_path, tiny_tokenizer):
     assert gone
     assert augment(cfg)["complete"]
     assert _files(cfg.output) == _files(ref.output)
+
+
+def test_random_kill_9_points_during_augment_then_resume_is_byte_identical(tmp_path,
+                                                                          tiny_model):
+    """kill -9 at seeded random moments (start-up, mid-block, while writing parts, after
+    the end): every resume continues, and the final output equals an uninterrupted run."""
+    import random
+
+    data = config(tmp_path, tiny_model, out="killed", n=60, options={"delay": 0.02})
+    cfg_path = tmp_path / "augment.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}
+    cmd = [sys.executable, "-m", "instmix", "augment", str(cfg_path), "--no-progress"]
+    rng = random.Random(20261201)
+    for _ in range(10):
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 4.0))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ref = load(tmp_path, {**data, "output": "ref"})
+    augment(ref)
+    assert _files(str(out)) == _files(ref.output)
+    assert not [n for n in os.listdir(out) if ".instmix-tmp-" in n]
