@@ -25,7 +25,8 @@ def _host() -> str:
 
 
 def _start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot; None when it is not running."""
+    """Start time of ``pid`` in clock ticks since boot; None when it is not running (no
+    such process, or a zombie: it has exited and waits to be reaped)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -33,8 +34,12 @@ def _start_time(pid: int) -> int | None:
         return None
     except OSError:
         return 0
-    # field 22; fields after the parenthesised command name, which may hold spaces
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
+    # fields after the parenthesised command name (which may hold spaces): state, ...;
+    # the start time is field 22
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
 
 
 def _alive(pid: int) -> bool:

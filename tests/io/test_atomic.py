@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -142,3 +143,26 @@ def test_a_death_while_removing_the_previous_folder_never_brings_it_back(tmp_pat
     shutil.rmtree(d)  # the user removes the output
     clean_stale(str(d))
     assert os.listdir(tmp_path) == []  # nothing half-removed came back
+
+
+def test_a_zombie_owner_is_dead():
+    """A worker killed with its build becomes a zombie until someone reaps it; its
+    temporaries are abandoned all the same."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its token, then exit without being reaped
+        os.write(w, owner_token().encode())
+        os._exit(0)
+    os.close(w)
+    token = os.read(r, 200).decode()
+    os.close(r)
+    try:
+        for _ in range(200):
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    break
+            time.sleep(0.01)
+        assert owner_dead(token)
+    finally:
+        os.waitpid(pid, 0)
+    assert owner_dead(token)
