@@ -32,7 +32,9 @@ from instmix.format.verify import verify
 from instmix.io.readers import iter_records
 
 EXAMPLES = int(os.environ.get("INSTMIX_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
+# CI (CI=true) runs a fixed set of examples; a long run on demand draws new ones
+DERANDOMIZE = bool(os.environ.get("CI")) and "INSTMIX_FUZZ_EXAMPLES" not in os.environ
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 SUFFIXES = [".jsonl", ".jsonl.gz", ".jsonl.zst", ".txt", ".parquet", ".json"]
