@@ -212,8 +212,25 @@ class OutputDir:
         return _load_json(os.path.join(self.state, f"block-{block:06d}.json"))
 
     def unmark(self, block: int) -> None:
-        """Send a finished block back to work (its marker is this program's own file)."""
-        os.remove(os.path.join(self.state, f"block-{block:06d}.json"))
+        """Send a finished block back to work (its marker is this program's own file).
+        Parts whose bytes differ from the digests the marker recorded are removed first
+        (they are this program's files too), so the block's redo writes them again."""
+        marker = os.path.join(self.state, f"block-{block:06d}.json")
+        try:
+            digests = _load_json(marker).get("parts", {})
+        except InstmixError:
+            digests = {}
+        for name, digest in digests.items():
+            path = os.path.join(self.root, name)
+            try:
+                with open(path, "rb") as f:
+                    same = sha256_bytes(f.read()) == digest
+            except FileNotFoundError:
+                continue
+            if not same and PART_RE.match(name):
+                os.remove(path)
+        self._parts = None
+        os.remove(marker)
 
     def mark_done(self, block: int, info: dict) -> None:
         atomic_write(os.path.join(self.state, f"block-{block:06d}.json"), dump_json(info))

@@ -233,3 +233,62 @@ def test_random_kill_9_points_during_augment_then_resume_is_byte_identical(tmp_p
     augment(ref)
     assert _files(str(out)) == _files(ref.output)
     assert not [n for n in os.listdir(out) if ".instmix-tmp-" in n]
+
+
+def test_damage_to_any_augment_file_is_redone_or_named(tmp_path_factory, tiny_tokenizer):
+    """Fuzz: one random damage (flip, truncate, empty, append, delete) to one random file of
+    a finished augment output, then a resume. Either the resume repairs it (the parts equal
+    an undamaged run's) or it stops with one line naming the damaged file."""
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = tmp_path_factory.mktemp("aug-fuzz")
+    ref = load(base, config(base, tiny_tokenizer, out="ref"))
+    augment(ref)
+    want = _files(ref.output)
+    names = sorted(os.path.relpath(os.path.join(d, f), ref.output)
+                   for d, _, fs in os.walk(ref.output) for f in fs)
+    runs = [0]
+
+    @settings(max_examples=int(os.environ.get("INSTMIX_FUZZ_EXAMPLES", "12")), deadline=None,
+              derandomize=bool(os.environ.get("CI")) and
+              "INSTMIX_FUZZ_EXAMPLES" not in os.environ,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(name=st.sampled_from(names),
+           op=st.sampled_from(["flip", "truncate", "empty", "append", "delete"]),
+           where=st.floats(0, 1, exclude_max=True))
+    def check(name, op, where):
+        runs[0] += 1
+        out = base / f"damaged-{runs[0]}"
+        shutil.copytree(ref.output, out)
+        path = out / name
+        data = path.read_bytes()
+        at = int(where * len(data)) if data else 0
+        if op == "delete":
+            path.unlink()
+        else:
+            if op == "flip" and data:
+                data = data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
+            elif op == "truncate":
+                data = data[:at]
+            elif op == "empty":
+                data = b""
+            else:
+                data = data + b"\x00junk"
+            path.write_bytes(data)
+        cfg = load(base, config(base, tiny_tokenizer, out=out.name))
+        try:
+            augment(cfg)
+        except InstmixError as e:
+            # one line naming the damaged file, or the output folder whose run it no
+            # longer matches (an edit that still parses as another plan)
+            msg = str(e)
+            assert "\n" not in msg and (os.path.basename(name) in msg or str(out) in msg), (
+                name, op, msg)
+            return
+        assert _files(str(out)) == want, (name, op)
+
+    check()
