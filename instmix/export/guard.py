@@ -17,25 +17,18 @@ import os
 
 from instmix.errors import InstmixError
 from instmix.io.atomic import parse_temp_name
+from instmix.io.hashing import sha256_file
 
 REPORT = "instmix-export.json"
 MADE = "made"  # report key: {entry name: digest}
 _SMALL = 1 << 20  # folder members up to this size are hashed whole; larger ones by size
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def digest(path: str) -> str:
     """A file's sha256; for a folder, the sha256 of its sorted member names with their
     sizes (and contents, for members up to 1 MiB: the metadata files)."""
     if not os.path.isdir(path) or os.path.islink(path):
-        return "file:" + _sha256(path)
+        return "file:" + sha256_file(path)
     h = hashlib.sha256()
     for folder, dirs, files in os.walk(path):
         dirs.sort()
@@ -44,7 +37,7 @@ def digest(path: str) -> str:
             size = os.path.getsize(full)
             h.update(f"{os.path.relpath(full, path)}\0{size}\0".encode())
             if size <= _SMALL:
-                h.update(_sha256(full).encode())
+                h.update(sha256_file(full).encode())
     return "dir:" + h.hexdigest()
 
 
