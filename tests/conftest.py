@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from instmix.tokenize.encoder import Encoder
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -86,3 +88,17 @@ def config(tmp_path, sources, **kw) -> dict:
            "cache_dir": str(tmp_path / "cache"), "sources": sources}
     cfg.update(kw)
     return cfg
+
+
+@pytest.fixture()
+def count_encodes(monkeypatch):
+    """Counts the texts that reach the tokenizer (the real encoder still runs)."""
+    seen = []
+    real = Encoder.encode
+
+    def counting(self, texts, **kw):
+        seen.extend(texts)
+        return real(self, texts, **kw)
+
+    monkeypatch.setattr(Encoder, "encode", counting)
+    return seen

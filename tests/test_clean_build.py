@@ -22,7 +22,6 @@ from instmix.format.verify import verify
 from instmix.serve.streaming import StreamingMixture
 from instmix.sources.kinds import kept_cuts
 from instmix.sources.registry import get_kind
-from instmix.tokenize.encoder import Encoder
 
 CHAINS = ROOT / "examples" / "quickstart" / "data" / "augmented" / "chains.jsonl.zst"
 
@@ -42,19 +41,6 @@ def prose_run(text: str, start: int = 0) -> str:
         if sum(w.strip(".,;:()").isalpha() for w in run) >= 32:
             return " ".join(run)
     raise AssertionError("no prose")
-
-
-@pytest.fixture()
-def count_encodes(monkeypatch):
-    seen = []
-    real = Encoder.encode
-
-    def counting(self, texts, **kw):
-        seen.extend(texts)
-        return real(self, texts, **kw)
-
-    monkeypatch.setattr(Encoder, "encode", counting)
-    return seen
 
 
 @pytest.fixture()

@@ -16,23 +16,8 @@ import instmix.format.manifest
 from instmix.builder.sweep import expand, parse_set, sweep
 from instmix.format.reader import iter_build_documents
 from instmix.format.verify import verify
-from instmix.tokenize.encoder import Encoder
 
 QUICKSTART = ROOT / "examples" / "quickstart"
-
-
-@pytest.fixture()
-def count_encodes(monkeypatch):
-    """Counts the texts that reach the tokenizer (the real encoder still runs)."""
-    seen = []
-    real = Encoder.encode
-
-    def counting(self, texts, **kw):
-        seen.extend(texts)
-        return real(self, texts, **kw)
-
-    monkeypatch.setattr(Encoder, "encode", counting)
-    return seen
 
 
 @pytest.fixture()

@@ -22,13 +22,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from instmix.config import PairFilters
+from instmix.sources.kinds import batch_documents
 
 from .decontam import EvalIndex
 from .filters import pair_reasons
@@ -114,17 +115,6 @@ def _save(folder: str, name: str, write: Callable[[str], None]) -> None:
         raise
 
 
-def _batches(docs: Iterable, chars: int) -> Iterator[list]:
-    batch, size = [], 0
-    for doc in docs:
-        batch.append(doc)
-        size += len(doc.text)
-        if size >= chars:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
 
 def fixed_segments(doc) -> list[str]:
     """The text of a document outside its removable cuts, as separate pieces."""
@@ -164,7 +154,7 @@ def compute(folder: str, docs: Iterable, documents: int, wanted: Wanted, with_pa
                                         shape=(documents, wanted.near.num_perm))
     try:
         i = 0
-        for batch in _batches(docs, _BATCH_CHARS):
+        for batch in batch_documents(docs, _BATCH_CHARS):
             j = i + len(batch)
             if j > documents:
                 raise ValueError("the unit's documents changed since it was tokenized")

@@ -10,7 +10,7 @@ documented policy, not an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -187,3 +187,18 @@ class OpenOrcaKind(Kind):
 
 
 BUILTIN_KINDS: dict[str, type[Kind]] = {"text": TextKind, "openorca": OpenOrcaKind}
+
+
+def batch_documents(docs: Iterable[Document], chars: int) -> Iterator[list[Document]]:
+    """Documents in consecutive batches of about ``chars`` characters of text (the last
+    document of a batch is the one that reaches it)."""
+    batch: list[Document] = []
+    size = 0
+    for doc in docs:
+        batch.append(doc)
+        size += len(doc.text)
+        if size >= chars:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

@@ -44,7 +44,7 @@ from instmix.config import SourceConfig
 from instmix.errors import InputError, InstmixError
 from instmix.io.atomic import make_temp_dir, temp_name
 from instmix.io.hashing import hash_input, sha256_file
-from instmix.sources.kinds import Document
+from instmix.sources.kinds import batch_documents
 from instmix.sources.registry import get_kind
 
 from .encoder import BackendMismatch, Encoder
@@ -143,18 +143,6 @@ class CacheUnit:
             return None
         return np.load(path), np.load(os.path.join(self.folder, "cut_off.npy"))
 
-
-def _batches(docs: Iterator[Document], batch_bytes: int) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    size = 0
-    for doc in docs:
-        batch.append(doc)
-        size += len(doc.text)
-        if size >= batch_bytes:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -342,7 +330,7 @@ def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], la
     encoder.start_unit()
     try:
         docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
-        for batch in _prefetch(_batches(docs, batch_bytes)):
+        for batch in _prefetch(batch_documents(docs, batch_bytes)):
             enc = encode_documents(batch, encoder, info, src.loss, strict)
             bad = inner_eos(enc, info)
             if bad.size:
