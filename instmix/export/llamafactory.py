@@ -27,7 +27,7 @@ from instmix.errors import ConfigError
 from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, load_facts
-from .files import write_report, yaml_block
+from .files import export_folder, write_report, yaml_block
 from .interleave import (
     StopEffect,
     doc_probabilities,
@@ -222,7 +222,7 @@ def _effect_lines(mix: TextMix, effect: StopEffect | str, prefix: str = "") -> l
 def export_llamafactory(build: str, out: str | None = None, **options) -> ExportResult:
     opts = LlamaFactoryOptions(**options)
     facts = load_facts(build)
-    out = os.path.abspath(out or os.path.join(facts.root, "export-llamafactory"))
+    out = export_folder(facts.root, out, "export-llamafactory")
     os.makedirs(out, exist_ok=True)
     result = ExportResult(out)
     report: dict = {"framework": "llamafactory", "build": facts.root,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, chunk_plan, load_facts
-from .files import trainer_path, write_report, yaml_block
+from .files import export_folder, trainer_path, write_report, yaml_block
 from .options import ExportOptions, ExportResult
 
 FILE = "olmo-data.yaml"
@@ -95,7 +95,7 @@ def render(facts: BuildFacts, opts: OlmoOptions) -> str:
 def export_olmo(build: str, out: str | None = None, **options) -> ExportResult:
     opts = OlmoOptions(**options)
     facts = load_facts(build)
-    out = os.path.abspath(out or os.path.join(facts.root, "export-olmo"))
+    out = export_folder(facts.root, out, "export-olmo")
     path = write_atomic(os.path.join(out, FILE), render(facts, opts))
     plan = instance_plan(facts, opts)
     report = {"framework": "olmo", "build": facts.root, "manifest_sha256": facts.manifest_sha256,

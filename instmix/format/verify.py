@@ -5,19 +5,25 @@ itemsize``: catches truncation), the ``.csv.gz`` offsets (contiguous, non-empty 
 from 0 to the end), EOS at every document end and BOS at every start when the tokenizer
 adds one, every id below the vocabulary size, the sha256, and the mask file if any. Then
 the per-source totals against ``sources``. The first problem raises :class:`VerifyError`.
+
+A build at a URL is checked the same way, one shard downloaded at a time; only the
+committed generation (the one its ``manifest.json`` names) is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
 from instmix.errors import InstmixError, VerifyError
+from instmix.io import fs
 from instmix.io.hashing import sha256_file
 
 from .manifest import load_manifest
-from .reader import index_path, open_tokens, read_index
+from .reader import index_path, load_tokens, read_index
 
 
 def _max_id(tokens: np.ndarray) -> int:
@@ -26,17 +32,18 @@ def _max_id(tokens: np.ndarray) -> int:
                default=-1)
 
 
-def verify(root: str) -> dict:
+def verify(root: str, storage_options: Mapping | None = None) -> dict:
     """Raise VerifyError naming the first problem; return counts when all is well."""
+    so = storage_options
     try:
-        m = load_manifest(root)
+        m = load_manifest(root, so)
     except InstmixError as e:
         raise VerifyError(str(e)) from None
     tok = m.tokenizer
     tok_path = m.path(tok["path"])
-    if not os.path.isfile(tok_path):
+    if not fs.isfile(tok_path, so):
         raise VerifyError(f"{tok['path']}: tokenizer file missing")
-    if sha256_file(tok_path) != tok["sha256"]:
+    if sha256_file(tok_path, so) != tok["sha256"]:
         raise VerifyError(f"{tok['path']}: sha256 differs from the manifest")
     dtype = np.dtype(m.dtype)
     vocab, eos, bos = tok["vocab_size"], tok["eos_token_id"], tok.get("bos_token_id")
@@ -47,20 +54,20 @@ def verify(root: str) -> dict:
     for shard in m.shards:
         name = shard["path"]
         path = m.path(name)
-        if not os.path.isfile(path):
+        if not fs.isfile(path, so):
             raise VerifyError(f"{name}: missing")
-        size, want = os.path.getsize(path), shard["tokens"] * dtype.itemsize
+        size, want = fs.size(path, so), shard["tokens"] * dtype.itemsize
         if size != want:
             raise VerifyError(f"{name}: {size:,} bytes, manifest says {shard['tokens']:,} "
                               f"tokens = {want:,} bytes (truncated or overwritten)")
-        if not os.path.isfile(index_path(path)):
+        if not fs.isfile(index_path(path), so):
             raise VerifyError(f"{os.path.basename(index_path(path))}: missing")
         try:
-            idx = read_index(path)
+            idx = read_index(path, so)
         except (ValueError, OSError, EOFError) as e:
             raise VerifyError(f"{os.path.basename(index_path(path))}: unreadable ({e})") from None
         _check_offsets(name, idx.start, idx.end, shard)
-        tokens = open_tokens(path, m.dtype)
+        tokens = load_tokens(path, m.dtype, so)
         ends_ok = tokens[idx.end - 1] == eos
         if not ends_ok.all():
             i = int(np.argmin(ends_ok))
@@ -77,10 +84,11 @@ def verify(root: str) -> dict:
         if top >= vocab:
             pos = int(np.argmax(tokens >= vocab))
             raise VerifyError(f"{name}: token {pos} has id {top} >= vocab_size {vocab}")
-        if sha256_file(path) != shard["sha256"]:
+        digest = hashlib.sha256(tokens).hexdigest() if m.remote else sha256_file(path)
+        if digest != shard["sha256"]:
             raise VerifyError(f"{name}: sha256 differs from the manifest (content changed)")
         if shard.get("mask"):
-            _check_mask(m.path(shard["mask"]), shard)
+            _check_mask(m.path(shard["mask"]), shard, so)
         for a, b, s in zip(idx.start.tolist(), idx.end.tolist(), idx.src):
             acc = per_source.setdefault(s, [0, 0])
             acc[0] += b - a
@@ -132,12 +140,12 @@ def _check_offsets(name: str, start: np.ndarray, end: np.ndarray, shard: dict) -
                           f"{shard['tokens']:,} tokens")
 
 
-def _check_mask(path: str, shard: dict) -> None:
+def _check_mask(path: str, shard: dict, so: Mapping | None = None) -> None:
     name = os.path.basename(path)
-    if not os.path.isfile(path):
+    if not fs.isfile(path, so):
         raise VerifyError(f"{name}: missing")
-    if os.path.getsize(path) != shard["tokens"]:
-        raise VerifyError(f"{name}: {os.path.getsize(path):,} bytes; shard holds "
+    if fs.size(path, so) != shard["tokens"]:
+        raise VerifyError(f"{name}: {fs.size(path, so):,} bytes; shard holds "
                           f"{shard['tokens']:,} tokens")
-    if sha256_file(path) != shard["mask_sha256"]:
+    if sha256_file(path, so) != shard["mask_sha256"]:
         raise VerifyError(f"{name}: sha256 differs from the manifest")

@@ -9,7 +9,6 @@ for JSON lines, the row for tables, the paragraph for text files.
 
 from __future__ import annotations
 
-import glob
 import gzip
 import io
 import os
@@ -19,6 +18,8 @@ from typing import Any
 import zstandard
 
 from instmix.errors import ConfigError, InputError
+
+from . import fs
 
 try:  # orjson parses ~3x faster than json; both give the same objects.
     import orjson as _json
@@ -33,25 +34,33 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.zst", ".json.zst", ".jsonl.gz", ".j
 SUFFIXES = JSONL_SUFFIXES + (".parquet", ".txt")
 
 
-def is_saved_dataset(path: str) -> bool:
+def is_saved_dataset(path: str, storage_options: Mapping | None = None) -> bool:
     """A ``save_to_disk`` folder holds ``state.json`` and ``dataset_info.json``."""
+    if fs.is_url(path):
+        return fs.isfile(fs.join(path, "state.json"), storage_options)
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "state.json"))
 
 
-def resolve_paths(patterns: Sequence[str], *, where: str, key: str) -> list[str]:
-    """Expand globs (``**`` allowed) into a sorted, de-duplicated list of inputs.
+def resolve_paths(patterns: Sequence[str], *, where: str, key: str,
+                  storage_options: Mapping | None = None) -> list[str]:
+    """Expand globs (``**`` allowed) into a sorted, de-duplicated list of inputs (local
+    paths or URLs: ``s3://bucket/corpus/**/*.jsonl.zst``).
 
     A pattern that matches nothing is an error naming the config key.
     """
 
     found: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True))
-        matches = [m for m in matches if os.path.isfile(m) or is_saved_dataset(m)]
+        matches = fs.glob(pattern, storage_options)
+        if fs.is_url(pattern):
+            matches = [m for m in matches if m.endswith(SUFFIXES) or
+                       is_saved_dataset(m, storage_options)]
+        else:
+            matches = [m for m in matches if os.path.isfile(m) or is_saved_dataset(m)]
         if not matches:
             raise ConfigError(where, key, f"{pattern!r} matches no file")
         for m in matches:
-            if not (is_saved_dataset(m) or m.endswith(SUFFIXES)):
+            if not (m.endswith(SUFFIXES) or is_saved_dataset(m, storage_options)):
                 raise ConfigError(where, key, f"{m}: unsupported file type (expected one of "
                                   f"{', '.join(SUFFIXES)} or a save_to_disk folder)")
         found.extend(matches)
@@ -59,14 +68,14 @@ def resolve_paths(patterns: Sequence[str], *, where: str, key: str) -> list[str]
     return [p for p in found if not (p in seen or seen.add(p))]
 
 
-def _open_binary(path: str) -> io.BufferedIOBase:
+def _open_binary(path: str, storage_options: Mapping | None = None) -> io.BufferedIOBase:
     if path.endswith(".zst"):
-        raw = open(path, "rb")
+        raw = open(path, "rb") if not fs.is_url(path) else fs.open_read(path, storage_options)
         reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
         return io.BufferedReader(reader, buffer_size=1 << 20)
     if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb", buffering=1 << 20)
+        return gzip.open(fs.open_read(path, storage_options) if fs.is_url(path) else path, "rb")
+    return fs.open_read(path, storage_options)
 
 
 def _json_error(path: str, line_no: int, raw: bytes, err: Exception) -> InputError:
@@ -77,10 +86,10 @@ def _json_error(path: str, line_no: int, raw: bytes, err: Exception) -> InputErr
     return InputError(path, line_no, None, f"invalid JSON ({err})")
 
 
-def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None
-               ) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None,
+               storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(line, object)`` for every non-blank line."""
-    with _open_binary(path) as f:
+    with _open_binary(path, storage_options) as f:
         for line_no, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
@@ -95,14 +104,13 @@ def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None
             yield line_no, obj
 
 
-def iter_txt(path: str, unit: str, skip_bad: bool = False, stats: dict | None = None
-             ) -> Iterator[tuple[int, Any]]:
+def iter_txt(path: str, unit: str, skip_bad: bool = False, stats: dict | None = None,
+             storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(n, {"text": ...})``: the whole file (n=1) or each paragraph (n = its first line).
 
     Paragraphs are separated by one or more blank lines; line ends inside are kept.
     """
-    with open(path, "rb") as f:
-        data = f.read()
+    data = fs.read_bytes(path, storage_options)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as u:
@@ -137,19 +145,22 @@ def iter_arrow_batches(batches, columns: Sequence[str] | None) -> Iterator[tuple
             yield row, rec
 
 
-def iter_parquet(path: str, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
+def iter_parquet(path: str, columns: Sequence[str] | None,
+                 storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq  # lazy: only parquet inputs need it (slow import)
 
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(fs.open_read(path, storage_options) if fs.is_url(path) else path)
     names = set(pf.schema_arrow.names)
     cols = [c for c in columns if c in names] if columns else None
     yield from iter_arrow_batches(pf.iter_batches(batch_size=4096, columns=cols), columns)
 
 
-def iter_saved_dataset(path: str, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
+def iter_saved_dataset(path: str, columns: Sequence[str] | None,
+                       storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     import datasets  # lazy: importing datasets takes ~1 s, only saved datasets need it
 
-    ds = datasets.load_from_disk(path)
+    ds = datasets.load_from_disk(path, storage_options=(storage_options or {}).get(
+        fs.protocol(path)) if fs.is_url(path) else None)
     if isinstance(ds, datasets.DatasetDict):
         raise InputError(path, None, None, "is a DatasetDict; point at one split's folder "
                          f"(one of: {', '.join(ds.keys())})")
@@ -160,21 +171,23 @@ def iter_saved_dataset(path: str, columns: Sequence[str] | None) -> Iterator[tup
 
 
 def iter_records(path: str, *, columns: Sequence[str] | None = None, txt_unit: str = "file",
-                 skip_bad: bool = False, stats: dict | None = None
-                 ) -> Iterator[tuple[int, Mapping]]:
+                 skip_bad: bool = False, stats: dict | None = None,
+                 storage_options: Mapping | None = None) -> Iterator[tuple[int, Mapping]]:
     """Yield ``(position, record)`` from one input; ``record`` is a mapping of fields.
 
     ``columns`` lets table formats read only what is needed. A record that is not a JSON
-    object is an error (or skipped and counted when ``skip_bad``).
+    object is an error (or skipped and counted when ``skip_bad``). URLs are read through
+    :mod:`instmix.io.fs` with ``storage_options``.
     """
-    if is_saved_dataset(path):
-        it = iter_saved_dataset(path, columns)
+    remote_file = fs.is_url(path) and path.endswith(SUFFIXES)  # one request saved
+    if not remote_file and is_saved_dataset(path, storage_options):
+        it = iter_saved_dataset(path, columns, storage_options)
     elif path.endswith(".parquet"):
-        it = iter_parquet(path, columns)
+        it = iter_parquet(path, columns, storage_options)
     elif path.endswith(".txt"):
-        it = iter_txt(path, txt_unit, skip_bad, stats)
+        it = iter_txt(path, txt_unit, skip_bad, stats, storage_options)
     else:
-        it = iter_jsonl(path, skip_bad, stats)
+        it = iter_jsonl(path, skip_bad, stats, storage_options)
     for pos, rec in it:
         if not isinstance(rec, Mapping):
             err = InputError(path, pos, None, f"expected a JSON object, got {type(rec).__name__}")

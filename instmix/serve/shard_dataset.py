@@ -11,6 +11,9 @@ build's loss mask is False and on padding), ``doc_lens`` (lengths of the documen
 the window, summing to ``seq_len``, for intra-document attention; zero-padded to a width
 fixed per dataset, ``max_docs``, so the default collate stacks items) and ``index`` (the
 window).
+
+A build at a URL (``s3://...``) is read by ranged GETs through a bounded block cache per
+process (:mod:`instmix.io.ranges`), with the same items and resume as a local copy.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ import torch
 from instmix.errors import InstmixError
 from instmix.format.manifest import load_manifest
 from instmix.format.reader import index_path, open_tokens, read_index
+from instmix.io import fs, ranges
 
 from .permute import Permutation
 from .sharding import (
@@ -50,15 +54,20 @@ class _Shard:
     tokens: int
     dtype: str
     ends: np.ndarray  # document end offsets (exclusive), ascending
-    _mm: np.ndarray | None = None
-    _mask_mm: np.ndarray | None = None
+    storage_options: Mapping = field(default_factory=dict)
+    _mm: np.ndarray | ranges.RangeArray | None = None
+    _mask_mm: np.ndarray | ranges.RangeArray | None = None
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Memory maps, opened lazily in the process that reads (safe across fork/spawn)."""
+    def arrays(self, cache: ranges.BlockCache | None = None
+               ) -> tuple[np.ndarray | ranges.RangeArray, np.ndarray | ranges.RangeArray | None]:
+        """Memory maps (range arrays through ``cache`` for a URL), opened lazily in the
+        process that reads (safe across fork/spawn)."""
         if self._mm is None:
-            self._mm = open_tokens(self.path, self.dtype)
+            self._mm = open_tokens(self.path, self.dtype, self.storage_options, cache,
+                                   self.tokens)
             if self.mask:
-                self._mask_mm = np.memmap(self.mask, dtype=np.bool_, mode="r")
+                self._mask_mm = open_tokens(self.mask, "bool", self.storage_options, cache,
+                                            self.tokens)
         return self._mm, self._mask_mm
 
     def __getstate__(self):
@@ -75,7 +84,9 @@ class ShardDataset(CursorDataset):
 
     def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike], seq_len: int, *,
                  seed: int = 0, epoch: int = 0, rank: int | None = None,
-                 world_size: int | None = None, drop_last: bool = True):
+                 world_size: int | None = None, drop_last: bool = True,
+                 storage_options: Mapping | None = None, block_bytes: int = ranges.BLOCK_BYTES,
+                 cache_bytes: int = ranges.CACHE_BYTES):
         if seq_len < 1:
             raise InstmixError(f"seq_len must be >= 1, got {seq_len}")
         roots = [path] if isinstance(path, (str, os.PathLike)) else list(path)
@@ -91,7 +102,7 @@ class ShardDataset(CursorDataset):
         first = None
         digest = hashlib.sha256(f"seq_len={seq_len};drop_last={drop_last}".encode())
         for root in roots:
-            m = load_manifest(str(root))
+            m = load_manifest(str(root), storage_options)
             tok = m.tokenizer
             key = (m.dtype, tok["vocab_size"], tok["eos_token_id"])
             if first is None:
@@ -101,10 +112,12 @@ class ShardDataset(CursorDataset):
                                    f"{first}; builds served together must share a tokenizer")
             for s in m.shards:
                 path_ = m.path(s["path"])
-                idx = read_index(path_) if os.path.exists(index_path(path_)) else None
+                idx = read_index(path_, storage_options) if fs.exists(
+                    index_path(path_), storage_options) else None
                 ends = idx.end if idx is not None else np.array([s["tokens"]], dtype=np.int64)
                 self.shards.append(_Shard(path_, m.path(s["mask"]) if s.get("mask") else None,
-                                          s["tokens"], m.dtype, ends))
+                                          s["tokens"], m.dtype, ends,
+                                          dict(storage_options or {})))
                 digest.update(s["sha256"].encode())
                 digest.update((s.get("mask_sha256") or "").encode())
         self.dtype, self.vocab_size, self.eos_token_id = first
@@ -121,6 +134,8 @@ class ShardDataset(CursorDataset):
         self._any_mask = any(sh.mask for sh in self.shards)
         self._pad_rows = (np.zeros(seq_len, dtype=self.dtype), np.ones(seq_len, dtype=np.bool_))
         self._grid_cache: list | None = None
+        self._blocks_spec = (block_bytes, cache_bytes)
+        self._blocks: ranges.BlockCache | None = None  # one per process, shared by remote shards
         self._grids_unopened = len(self.shards)
         self._ends_ext = np.concatenate(
             [[-1]] + [sh.ends.astype(np.int64) + base
@@ -178,16 +193,20 @@ class ShardDataset(CursorDataset):
             L = self.seq_len
             for s in set(shard_ids):
                 if cache[s] is None:
-                    tokens, mask = self.shards[s].arrays()
-                    full = self.shards[s].tokens // L * L
-                    cache[s] = (np.asarray(tokens[:full]).view(np.ndarray).reshape(-1, L),
-                                None if mask is None else
-                                np.asarray(mask[:full]).view(np.ndarray).reshape(-1, L))
+                    tokens, mask = self.shards[s].arrays(self._block_cache())
+                    cache[s] = (ranges.window_grid(tokens, L),
+                                None if mask is None else ranges.window_grid(mask, L))
                     self._grids_unopened -= 1
         return cache
 
+    def _block_cache(self) -> ranges.BlockCache:
+        if self._blocks is None:
+            self._blocks = ranges.BlockCache(*self._blocks_spec)
+        return self._blocks
+
     def __getstate__(self):
-        return {**self.__dict__, "_grid_cache": None, "_grids_unopened": len(self.shards)}
+        return {**self.__dict__, "_grid_cache": None, "_grids_unopened": len(self.shards),
+                "_blocks": None}
 
     def _fill(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
         """A batch for ``windows``: input_ids/labels [n, L], doc_lens [n, max docs], index."""
@@ -206,12 +225,17 @@ class ShardDataset(CursorDataset):
         any_tail = bool(tail.any())
         sl, ll = shard_of.tolist(), local.tolist()
         grids = self._grids(sl)
+        for s in set(sl):  # remote shards: this batch's blocks in one batch of requests
+            ranges.prefetch(grids[s], local[(shard_of == s) & ~tail])
         # Rows in the files' dtype, one gather, then widened for ids and labels at once.
         raw = np.empty((n, L), dtype=self.dtype)
         if not n:
             pass
         elif sl[0] == sl[-1] and not any_tail and (shard_of == sl[0]).all():
-            np.take(grids[sl[0]][0], local, axis=0, out=raw, mode="clip")  # one shard
+            if isinstance(grids[sl[0]][0], ranges.RangeGrid):
+                grids[sl[0]][0].take(local, out=raw)
+            else:
+                np.take(grids[sl[0]][0], local, axis=0, out=raw, mode="clip")  # one shard
         else:
             pad = self._pad_rows[0]
             np.concatenate([grids[s][0][w] if w < len(grids[s][0]) else pad
@@ -288,7 +312,7 @@ class ShardDataset(CursorDataset):
                    dl: np.ndarray) -> None:
         """One row from the partial last window ``w`` of ``shard``, padded with EOS."""
         L = self.seq_len
-        tokens, mask = shard.arrays()
+        tokens, mask = shard.arrays(self._block_cache())
         a = w * L
         b = min(a + L, shard.tokens)
         ids[:b - a] = tokens[a:b]

@@ -39,6 +39,7 @@ import torch
 
 from instmix.config import BuildConfig, load_config
 from instmix.errors import ConfigError, InstmixError
+from instmix.io import fs
 from instmix.mix.plan import name_seed
 from instmix.mix.schedule import DeficitScheduler
 from instmix.sources.registry import get_kind
@@ -230,7 +231,7 @@ class StreamingMixture(CursorDataset):
         self.drop_last = drop_last
         self.epoch = 0
         self.units = [source_units(s, cfg.where, i) for i, s in enumerate(cfg.sources)]
-        self.info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
+        self.info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where, cfg.storage_options)
         digest = hashlib.sha256(repr((seq_len, self.seed, block_size, drop_last,
                                       cfg.total_tokens, self.info.sha256)).encode())
         for src, units in zip(cfg.sources, self.units):
@@ -238,8 +239,7 @@ class StreamingMixture(CursorDataset):
                                 src.text_field, src.question_field, src.response_field)).encode())
             for paths, _ in units:
                 for p in paths:
-                    st = os.stat(p)
-                    digest.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
+                    digest.update(fs.stamp(p, cfg.storage_options).encode())
         self.fingerprint = digest.hexdigest()[:32]
         self._encoder: Encoder | None = None
         self._skip = self._yielded = 0

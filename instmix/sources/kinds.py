@@ -107,7 +107,8 @@ class Kind:
         columns = self.fields(src)
         for path in paths:
             for pos, rec in iter_records(path, columns=columns, txt_unit=src.txt_unit,
-                                         skip_bad=skip_bad, stats=stats):
+                                         skip_bad=skip_bad, stats=stats,
+                                         storage_options=src.storage_options):
                 try:
                     doc = self.document(src, path, label, pos, rec)
                 except InputError:

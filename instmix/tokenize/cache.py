@@ -17,6 +17,11 @@ A unit folder holds:
 
 Folders are written under a temporary name and renamed when complete, so an interrupted
 run leaves nothing that is ever read as a cache.
+
+A cache on an object store (``cache_dir: s3://...``) holds the same files under
+``<cache_dir>/<key>/``, uploaded with ``meta.json`` last: a unit exists once its
+``meta.json`` does. Units are tokenized into, and read from, a local mirror
+(:func:`mirror_root`), downloaded once per machine.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +42,7 @@ import numpy as np
 
 from instmix.config import SourceConfig
 from instmix.errors import InstmixError
+from instmix.io import fs
 from instmix.io.atomic import make_temp_dir
 from instmix.io.hashing import hash_input
 from instmix.sources.kinds import Document
@@ -45,9 +52,9 @@ from .encoder import BackendMismatch, Encoder
 from .facts import TokenizerInfo
 from .framing import Encoded, encode_documents
 
-CACHE_VERSION = 3  # 3: documents with cuts are encoded at their ends
-
 log = logging.getLogger(__name__)
+
+CACHE_VERSION = 3  # 3: documents with cuts are encoded at their ends
 
 
 def format_key(src: SourceConfig) -> dict:
@@ -58,11 +65,56 @@ def format_key(src: SourceConfig) -> dict:
 
 
 def unit_key(src: SourceConfig, paths: Sequence[str], label: str, tok: TokenizerInfo,
-             file_hash: Callable[[str], str] = hash_input) -> str:
+             file_hash: Callable[[str], str] | None = None) -> str:
+    def default(p: str) -> str:
+        return hash_input(p, src.storage_options)
+
     blob = json.dumps({"version": CACHE_VERSION, "tokenizer": tok.cache_key(),
                        "format": format_key(src), "label": label,
-                       "inputs": [file_hash(p) for p in paths]}, sort_keys=True)
+                       "inputs": [(file_hash or default)(p) for p in paths]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+UNIT_FILES = ("tokens.bin", "offsets.npy", "ids.bin", "ids_off.npy", "mask.bin", "meta.json")
+
+
+def mirror_root() -> str:
+    """Local folder holding downloaded (and freshly tokenized) units of remote caches."""
+    return os.path.join(tempfile.gettempdir(), f"instmix-{os.getuid()}", "units")
+
+
+def unit_present(root: str, key: str, storage_options=None) -> bool:
+    """A finished unit exists under ``root`` (for a URL: its ``meta.json`` was uploaded)."""
+    if fs.is_url(root):
+        return fs.isfile(fs.join(root, key, "meta.json"), storage_options)
+    return os.path.isdir(os.path.join(root, key))
+
+
+def unit_folder(root: str, key: str, storage_options=None) -> str | None:
+    """The local folder of a finished unit (downloaded from a remote ``root`` when not
+    mirrored yet), or None when the unit does not exist."""
+    if not fs.is_url(root):
+        folder = os.path.join(root, key)
+        return folder if os.path.isdir(folder) else None
+    if not unit_present(root, key, storage_options):
+        return None
+    final = os.path.join(mirror_root(), key)
+    if os.path.isdir(final):
+        return final
+    tmp = make_temp_dir(final)
+    try:
+        names = set(fs.listdir(fs.join(root, key), storage_options))
+        for name in UNIT_FILES:
+            if name in names:
+                fs.get_file(fs.join(root, key, name), os.path.join(tmp, name), storage_options)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process mirrored it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
 
 
 @dataclass
@@ -266,9 +318,12 @@ def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], lab
     With a fast backend, a sampled mismatch abandons the unit and encodes it again, whole,
     with the reference: no id from a backend that disagreed is ever cached.
     """
-    folder = os.path.join(root, key)
-    if os.path.isdir(folder):
+    so = src.storage_options
+    folder = unit_folder(root, key, so)
+    if folder is not None:
         return CacheUnit(folder, info.dtype)
+    if fs.is_url(root) and os.path.isdir(os.path.join(mirror_root(), key)):
+        return CacheUnit(_upload_unit(root, key, so), info.dtype)  # tokenized, not uploaded
     args = (root, key, src, paths, label, info)
     if encoder.fast is None:
         return _write_unit(*args, encoder, False, skip_bad, batch_bytes, progress)
@@ -285,9 +340,11 @@ def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], lab
 def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], label: str,
                 info: TokenizerInfo, encoder: Encoder, strict: bool, skip_bad: bool,
                 batch_bytes: int, progress: Callable[[int], None] | None) -> CacheUnit:
+    so = src.storage_options
+    remote = fs.is_url(root)
     kind = get_kind(src.kind)
     with_mask = src.loss != "all"
-    writer = UnitWriter(root, key, info, with_mask)
+    writer = UnitWriter(mirror_root() if remote else root, key, info, with_mask)
     skipped: dict = {}
     encoder.start_unit()
     try:
@@ -301,7 +358,17 @@ def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], la
         if writer.documents == 0:
             raise InstmixError(f"{', '.join(paths)}: no documents (skipped: "
                                f"{skipped or 'none'})")
-        return CacheUnit(writer.publish(skipped, encoder.backend), info.dtype)
+        published = writer.publish(skipped, encoder.backend)
     except BaseException:
         writer.abort()
         raise
+    if remote:
+        published = _upload_unit(root, key, so)
+    return CacheUnit(published, info.dtype)
+
+
+def _upload_unit(root: str, key: str, storage_options) -> str:
+    """Upload a mirrored unit to a remote cache, ``meta.json`` last (its commit point)."""
+    folder = os.path.join(mirror_root(), key)
+    fs.upload_tree(folder, fs.join(root, key), storage_options, last=("meta.json",))
+    return folder
