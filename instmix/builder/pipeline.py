@@ -180,7 +180,7 @@ def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
             if not unit_present(root, key, so)]
     if jobs:
         _run_jobs(cfg, info, jobs, progress, encoder_factory,
-                  None if getattr(executor, "remote", False) else executor)
+                  None if getattr(executor, "remote", False) else executor, counts)
     return [SourcePool(src, [_open_unit(root, key, info, so) for key, _, _ in plan],
                        sum(len(p) for p, _ in upl), list(upl))
             for src, plan, upl in zip(cfg.sources, keyed, units)]
@@ -194,7 +194,8 @@ def _open_unit(root: str, key: str, info: TokenizerInfo, storage_options) -> Cac
 
 
 def _run_jobs(cfg: BuildConfig, info: TokenizerInfo, jobs: list[UnitJob], progress: Progress,
-              encoder_factory: Callable[[], Encoder] | None, executor: Executor | None) -> None:
+              encoder_factory: Callable[[], Encoder] | None, executor: Executor | None,
+              counts: dict | None = None) -> None:
     sizes = {id(job): job.input_bytes for job in jobs}
     bar = progress.bar("tokenize", unit="B", total=sum(sizes.values()))
     spec = cfg.tokenizer
@@ -211,7 +212,10 @@ def _run_jobs(cfg: BuildConfig, info: TokenizerInfo, jobs: list[UnitJob], progre
         task = UnitTokenizer(info, choose_backend(spec.backend, sum(sizes.values())),
                              spec.check_rate, available_cores() if inline else 1,
                              cfg.skip_bad_records, cfg.batch_bytes)
-        executor.map(task, order, progress=lambda job, _: bar.update(sizes[id(job)]))
+        results = executor.map(task, order, progress=lambda job, _: bar.update(sizes[id(job)]))
+        if not inline and counts is not None:  # counted in the worker processes
+            counts["remote_retries"] = counts.get("remote_retries", 0) + sum(
+                r.storage_retries for r in results)
     bar.close()
 
 

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 
 from instmix.config import SourceConfig
+from instmix.io import fs
+from instmix.io.readers import SUFFIXES
 
 from .cache import build_unit
 from .encoder import Encoder
@@ -35,7 +37,9 @@ class UnitJob:
         """Size on disk of the unit's inputs (for ordering and progress)."""
         total = 0
         for p in self.paths:
-            if os.path.isfile(p):
+            if fs.is_url(p):
+                total += fs.size(p, self.src.storage_options) if p.endswith(SUFFIXES) else 0
+            elif os.path.isfile(p):
                 total += os.path.getsize(p)
             else:
                 total += sum(os.path.getsize(os.path.join(r, f))
@@ -47,6 +51,7 @@ class UnitJob:
 class UnitResult:
     folder: str
     backend: str
+    storage_retries: int = 0  # object-store requests retried while building it
 
 
 class UnitTokenizer:
@@ -74,6 +79,7 @@ class UnitTokenizer:
 
     def __call__(self, job: UnitJob) -> UnitResult:
         encoder = self.prepare()
+        before = fs.retry_count()
         unit = build_unit(job.root, job.key, job.src, job.paths, job.label, self.info,
                           encoder, skip_bad=self.skip_bad, batch_bytes=self.batch_bytes)
-        return UnitResult(unit.folder, unit.meta.backend)
+        return UnitResult(unit.folder, unit.meta.backend, fs.retry_count() - before)
