@@ -28,9 +28,12 @@ def __getattr__(name):
     raise AttributeError(f"module 'instmix' has no attribute {name!r}")
 
 
-def build(config, *, out=None, progress=None):
-    """Build the mixture described by ``config`` (a YAML path, mapping or BuildConfig)."""
+def build(config, *, out=None, progress=None, executor=None, stats=None):
+    """Build the mixture described by ``config`` (a YAML path, mapping or BuildConfig).
+
+    ``executor`` (:func:`instmix.builder.executor.make_executor`, e.g. Ray) runs the
+    tokenizing and shard tasks; ``stats`` receives ``storage_retries``."""
     cfg = config if isinstance(config, BuildConfig) else load_config(config)
     if out is not None:
-        cfg = cfg.with_overrides(output=os.path.abspath(out))
-    return build_mixture(cfg, progress=progress)
+        cfg = cfg.with_overrides(output=out if "://" in str(out) else os.path.abspath(out))
+    return build_mixture(cfg, progress=progress, executor=executor, stats=stats)

@@ -27,10 +27,12 @@ from instmix.clean.minhash import MinHasher, cached_params
 from instmix.clean.signatures import UnitSignatures, Wanted, compute, missing
 from instmix.clean.stage import DOC_REASONS, KEPT, SourceRemoval, find_removals
 from instmix.config import BuildConfig, SourceConfig
+from instmix.io import fs
 from instmix.io.progress import Progress
 from instmix.sources.kinds import kept_cuts
 from instmix.sources.registry import get_kind
 from instmix.tokenize.cache import CacheUnit
+from instmix.tokenize.remote_cache import mirror_root
 
 REMOVED_FILE = "removed.jsonl"
 
@@ -52,15 +54,25 @@ def wanted(cfg: BuildConfig, src: SourceConfig) -> Wanted:
     return Wanted(near=hasher, evals=evals, filters=src.filters)
 
 
+def _clean_root(cfg: BuildConfig) -> str:
+    """Beside the token caches; for a cache on an object store, beside its local mirror
+    (these facts are small and rebuilt from the units when missing)."""
+    root = cfg.resolved_cache_dir
+    if fs.is_url(root):
+        return os.path.join(os.path.dirname(mirror_root()), "clean",
+                            hashlib.sha256(root.encode()).hexdigest()[:16])
+    return os.path.join(root, "clean")
+
+
 def params_folder(cfg: BuildConfig) -> str:
-    return os.path.join(cfg.resolved_cache_dir, "clean", "params")
+    return os.path.join(_clean_root(cfg), "params")
 
 
 def facts_folder(cfg: BuildConfig, unit: CacheUnit) -> str:
     """Keyed by the token unit's content key and the record policy (which documents exist)."""
     key = hashlib.sha256(json.dumps([os.path.basename(unit.folder),
                                      cfg.skip_bad_records]).encode()).hexdigest()
-    return os.path.join(cfg.resolved_cache_dir, "clean", key)
+    return os.path.join(_clean_root(cfg), key)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ lazily. A task function may have a ``prepare()`` method (load what every item ne
 from __future__ import annotations
 
 import ctypes
+import importlib
 import multiprocessing
 import os
 import signal
@@ -64,6 +65,15 @@ class LocalExecutor:
     @property
     def workers(self) -> int:
         return self.processes
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def plan(self, items: int) -> int:
         """Processes :meth:`map` will use for ``items`` items (1 means inline)."""
@@ -139,3 +149,19 @@ def _rebuild(value: tuple[type, str, str]) -> BaseException:
         return cls(message)
     except Exception:  # a class whose constructor takes other arguments
         return RuntimeError(f"{cls.__name__}: {message}\nin a worker:\n{tb}")
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(name: str = "local", address: str | None = None):
+    """``local`` (processes of this machine) or ``ray`` (``address``: a cluster, else
+    ``RAY_ADDRESS``, else a local Ray started and stopped by the executor). Use it as a
+    context manager (``close`` stops what it started)."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        # the Ray executor module (and ray) load only when asked for
+        ray_executor = importlib.import_module("instmix.builder.ray_executor")
+        return ray_executor.RayExecutor(address)
+    raise InstmixError(f"--executor: expected one of {', '.join(EXECUTORS)}; got {name!r}")

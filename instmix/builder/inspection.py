@@ -9,17 +9,21 @@ from tokenizers import Tokenizer
 
 from instmix.format.manifest import Manifest
 from instmix.format.reader import open_tokens, read_index
+from instmix.io import fs
 
 
 def decoded_documents(m: Manifest, limit: int, source: str | None = None) -> Iterator[dict]:
-    tok = Tokenizer.from_file(m.path(m.tokenizer["path"]))
+    """The first ``limit`` documents (of ``source``), decoded; a build at a URL is read by
+    ranged requests."""
+    so = m.storage_options
+    tok = Tokenizer.from_str(fs.read_bytes(m.path(m.tokenizer["path"]), so).decode("utf-8"))
     shown = 0
     for shard in m.shards:
         if shown >= limit:
             return
         path = m.path(shard["path"])
-        tokens = open_tokens(path, m.dtype)
-        idx = read_index(path)
+        tokens = open_tokens(path, m.dtype, so, length=shard["tokens"])
+        idx = read_index(path, so)
         for a, b, doc_id, src in zip(idx.start, idx.end, idx.ids, idx.src):
             if source is not None and src != source:
                 continue

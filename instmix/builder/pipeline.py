@@ -6,6 +6,7 @@ import copy
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,7 +14,8 @@ import numpy as np
 
 from instmix.config import BuildConfig, SourceConfig
 from instmix.format.manifest import MANIFEST, check_replaceable, dump_manifest, seal
-from instmix.format.writer import ShardWriter
+from instmix.format.publish import commit, discard, new_generation
+from instmix.io import fs
 from instmix.io.atomic import clean_stale, clean_stale_in, make_temp_dir, swap_dir, write_atomic
 from instmix.io.hashing import HashMemo
 from instmix.io.progress import Progress
@@ -27,6 +29,9 @@ from instmix.tokenize.jobs import UnitJob, UnitTokenizer
 
 from . import cleaning
 from .executor import Executor, LocalExecutor, available_cores
+from .tasks import shard_tasks
+from .tasks import write_shards as write_shard_tasks
+from .writing import write_shards
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -135,40 +140,59 @@ SMALL_WORK_BYTES = 4 << 20
 def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
                      encoder_factory: Callable[[], Encoder] | None = None,
                      units: list | None = None,
-                     executor: Executor | None = None) -> list[SourcePool]:
+                     executor: Executor | None = None, counts: dict | None = None
+                     ) -> list[SourcePool]:
     """Make sure every input has a token cache; return the sources' pools.
 
     ``units`` (from :func:`source_units`, per source) are resolved here when not given.
     Missing units are tokenized by ``executor`` (default: a local process pool of
     ``cfg.workers`` processes), largest first; the output does not depend on how many.
     ``encoder_factory`` (tests) builds the encoder, in this process, one unit at a time.
+    A remote executor (Ray) tokenizes them as its tasks into ``cache_dir``, which may be
+    an object store; ``counts["remote_retries"]`` grows by the workers' storage retries.
     """
     root = cfg.resolved_cache_dir
-    clean_stale_in(root)
+    so = cfg.storage_options
+    if not fs.is_url(root):
+        clean_stale_in(root)
+        os.makedirs(root, exist_ok=True)
     if units is None:
         units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
-    memo = HashMemo(root)
+    memo = HashMemo(root, so)
     keyed = [[(unit_key(src, paths, label, info, memo, skip_bad=cfg.skip_bad_records), paths,
                label) for paths, label in plan] for src, plan in zip(cfg.sources, units)]
-    os.makedirs(root, exist_ok=True)
     memo.save()
     intact: dict[str, CacheUnit] = {}  # existing units whose checksums hold
     for plan in keyed:
         for key, _, _ in plan:
-            if key not in intact and (unit := open_unit(root, key, info.dtype)) is not None:
+            if key not in intact and (unit := open_unit(root, key, info.dtype, so)) is not None:
                 intact[key] = unit
     jobs = [UnitJob(root, key, src, tuple(paths), label)
             for src, plan in zip(cfg.sources, keyed) for key, paths, label in plan
             if key not in intact]
     if jobs:
-        _run_jobs(cfg, info, jobs, progress, encoder_factory, executor)
-    return [SourcePool(src, [intact.get(key) or CacheUnit(os.path.join(root, key), info.dtype)
+        _run_jobs(cfg, info, jobs, progress, encoder_factory, executor, counts)
+    return [SourcePool(src, [intact.get(key) or _open_unit(root, key, info, so)
                              for key, _, _ in plan], sum(len(p) for p, _ in upl), list(upl))
             for src, plan, upl in zip(cfg.sources, keyed, units)]
 
 
+def _open_unit(root: str, key: str, info: TokenizerInfo, storage_options) -> CacheUnit:
+    """A unit just built (a remote cache's: its local mirror)."""
+    unit = open_unit(root, key, info.dtype, storage_options)
+    if unit is None:
+        raise FileNotFoundError(fs.join(root, key))
+    return unit
+
+
+def _count(counts: dict | None, retries: int) -> None:
+    if counts is not None:
+        counts["remote_retries"] = counts.get("remote_retries", 0) + retries
+
+
 def _run_jobs(cfg: BuildConfig, info: TokenizerInfo, jobs: list[UnitJob], progress: Progress,
-              encoder_factory: Callable[[], Encoder] | None, executor: Executor | None) -> None:
+              encoder_factory: Callable[[], Encoder] | None, executor: Executor | None,
+              counts: dict | None = None) -> None:
     sizes = {id(job): job.input_bytes for job in jobs}
     bar = progress.bar("tokenize", unit="B", total=sum(sizes.values()))
     spec = cfg.tokenizer
@@ -181,11 +205,16 @@ def _run_jobs(cfg: BuildConfig, info: TokenizerInfo, jobs: list[UnitJob], progre
     else:
         executor = executor or LocalExecutor(cfg.workers or None)
         order = sorted(jobs, key=lambda j: -sizes[id(j)])  # largest first: even finishing times
-        inline = executor.plan(len(order)) == 1
+        remote = getattr(executor, "remote", False)  # Ray: workers get the task pickled
+        if remote:
+            executor.check_storage(cfg.resolved_cache_dir, cfg.storage_options)
+        inline = executor.plan(len(order)) == 1 and not remote
         task = UnitTokenizer(info, choose_backend(spec.backend, sum(sizes.values())),
                              spec.check_rate, available_cores() if inline else 1,
-                             cfg.skip_bad_records, cfg.batch_bytes)
-        executor.map(task, order, progress=lambda job, _: bar.update(sizes[id(job)]))
+                             cfg.skip_bad_records, cfg.batch_bytes, ship_tokenizer=remote)
+        results = executor.map(task, order, progress=lambda job, _: bar.update(sizes[id(job)]))
+        if not inline:  # retries made in the worker processes
+            _count(counts, sum(r.storage_retries for r in results))
     bar.close()
 
 
@@ -201,70 +230,6 @@ def plan_mixture(cfg: BuildConfig, pools: list[SourcePool]
     check_drawn(cfg.where, cfg.total_tokens, draws, counted)
     src, pos = interleave([p.weight for p in plans], [c[d] for c, d in zip(counted, draws)])
     return plans, draws, src, pos
-
-
-def write_shards(stage: str, cfg: BuildConfig, info: TokenizerInfo, pools: list[SourcePool],
-                 draws: list[np.ndarray], src: np.ndarray, pos: np.ndarray,
-                 progress: Progress) -> list:
-    """Write the mixture. ``interleaved``: one shard set in schedule order. ``per_source``:
-    ``sources/<name>/`` per source, each in its draw order (for trainers that mix by
-    themselves, such as OLMo-core source mixtures)."""
-    with_mask = any(u.mask is not None for p in pools for u in p.units)
-    located = [p.locate(d) for p, d in zip(pools, draws)]
-    names = [p.config.name for p in pools]
-    total = int(sum(int(p.lengths[d].sum()) for p, d in zip(pools, draws)))
-    bar = progress.bar("write shards", unit="tok", total=total)
-    if cfg.layout == "per_source":
-        shards = []
-        for s in range(len(pools)):
-            if len(draws[s]) == 0:
-                continue
-            folder = os.path.join("sources", names[s])
-            os.makedirs(os.path.join(stage, folder), exist_ok=True)
-            writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask, prefix=folder)
-            _write_docs(writer, pools, located, names, [s] * len(draws[s]),
-                        range(len(draws[s])), bar)
-            shards += writer.close()
-    else:
-        writer = ShardWriter(stage, info.dtype, cfg.shard_tokens, with_mask)
-        _write_docs(writer, pools, located, names, src.tolist(), pos.tolist(), bar)
-        shards = writer.close()
-    bar.close()
-    return shards
-
-
-WRITE_RUN = 4096  # documents gathered per write
-
-
-def _write_docs(writer: ShardWriter, pools, located, names, sources, positions, bar) -> None:
-    """Write documents in schedule order, gathered in runs of :data:`WRITE_RUN` (one write
-    per run; the bytes are those of one write per document)."""
-    views = [[(np.asarray(u.tokens), np.asarray(u.offsets),
-               None if u.mask is None else np.asarray(u.mask)) for u in p.units] for p in pools]
-    with_mask = any(m is not None for per in views for _, _, m in per)
-    for at in range(0, len(sources), WRITE_RUN):
-        parts, masks, lengths, ids, srcs = [], [], [], [], []
-        for s, j in zip(sources[at:at + WRITE_RUN], positions[at:at + WRITE_RUN]):
-            unit_no, local = located[s]
-            u = int(unit_no[j])
-            i = int(local[j])
-            tokens, offsets, mask = views[s][u]
-            pool = pools[s]
-            ranges = pool.splices.get(int(pool.unit_starts[u]) + i) if pool.splices else None
-            if ranges is None:
-                ranges = [(int(offsets[i]), int(offsets[i + 1]))]
-            # several ranges: parts removed by the clean stage, the kept token ranges joined
-            parts.extend(tokens[x:y] for x, y in ranges)
-            if with_mask:
-                masks.extend(mask[x:y] if mask is not None else np.ones(y - x, np.bool_)
-                             for x, y in ranges)
-            lengths.append(sum(y - x for x, y in ranges))
-            ids.append(pools[s].units[u].doc_id(i))
-            srcs.append(names[s])
-        run = np.concatenate(parts)
-        writer.add_run(run, np.asarray(lengths, dtype=np.int64),
-                       np.concatenate(masks) if with_mask else None, ids, srcs)
-        bar.update(len(run))
 
 
 def source_summary(pools: list[SourcePool], plans: list[SourcePlan], draws: list[np.ndarray],
@@ -312,37 +277,51 @@ class Tokenized:
 
 
 def tokenize(cfg: BuildConfig, progress: Progress | None = None,
-             executor: Executor | None = None) -> Tokenized:
+             executor: Executor | None = None, counts: dict | None = None) -> Tokenized:
     """Resolve inputs, load the tokenizer and make sure every input has a token cache."""
     progress = progress or Progress(enabled=False)
     units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
-    info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
+    info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where, cfg.storage_options)
     return Tokenized(info, tokenize_sources(cfg, info, progress, units=units,
-                                            executor=executor))
+                                            executor=executor, counts=counts))
 
 
 def build(cfg: BuildConfig, *, progress: Progress | None = None,
           tokenized: Tokenized | None = None, workers: int | None = None,
-          executor: Executor | None = None) -> dict:
+          executor: Executor | None = None, stats: dict | None = None) -> dict:
     """Run the whole build; returns the manifest written to ``cfg.output``.
 
     ``tokenized`` (from :func:`tokenize` on a config with the same sources) skips straight
     to planning: a sweep tokenizes once and builds many mixtures from it. ``workers``:
     processes for the clean stage's signatures (default: ``cfg.workers``, 0: one per CPU).
     ``executor`` runs the tokenization of cache units (default: local processes,
-    ``cfg.workers``).
+    ``cfg.workers``); a remote one (Ray) also writes the shards, with the same bytes.
+    ``stats`` receives ``storage_retries``. An object-store ``output`` is published as a
+    generation committed by its manifest (:mod:`instmix.format.publish`).
     """
     progress = progress or Progress(enabled=False)
-    check_replaceable(cfg.output)
+    so = cfg.storage_options
+    before, counts = fs.retry_count(), {}
+    check_replaceable(cfg.output, so)
     if tokenized is None:
-        tokenized = tokenize(cfg, progress, executor)
+        tokenized = tokenize(cfg, progress, executor, counts)
     info = tokenized.info
     pools, listing = mixture_pools(cfg, tokenized, progress, workers)
     plans, draws, src, pos = plan_mixture(cfg, pools)
-    clean_stale(cfg.output)
-    stage = make_temp_dir(cfg.output)
+    remote = fs.is_url(cfg.output)
+    if remote:
+        generation = new_generation()
+        stage, dest = tempfile.mkdtemp(prefix="instmix-build-"), fs.join(cfg.output, generation)
+    else:
+        clean_stale(cfg.output)
+        stage = dest = make_temp_dir(cfg.output)
     try:
-        shards = write_shards(stage, cfg, info, pools, draws, src, pos, progress)
+        if getattr(executor, "remote", False):
+            executor.check_storage(dest, so)
+            tasks = shard_tasks(cfg, info, pools, draws, src, pos, dest)
+            shards = write_shard_tasks(tasks, pools, progress, executor, counts)
+        else:
+            shards = write_shards(stage, cfg, info, pools, draws, src, pos, progress)
         shutil.copyfile(info.path, os.path.join(stage, TOKENIZER_FILE))
         removed_index = None
         if listing is not None:
@@ -368,10 +347,22 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
             manifest["removed_index"] = removed_index
             manifest = seal(manifest)
         write_atomic(os.path.join(stage, MANIFEST), dump_manifest(manifest))  # written last
-        swap_dir(stage, cfg.output, check=check_replaceable)
+        if remote:
+            fs.upload_tree(stage, dest, so, last=(MANIFEST,))  # what the shards did not send
+            commit(cfg.output, generation, manifest, so)
+        else:
+            swap_dir(stage, cfg.output, check=check_replaceable)
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        if remote:
+            discard(dest, so)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        if remote:
+            shutil.rmtree(stage, ignore_errors=True)
+    if stats is not None:
+        stats["storage_retries"] = fs.retry_count() - before + counts.get("remote_retries", 0)
     return manifest
 
 

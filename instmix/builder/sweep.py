@@ -30,10 +30,12 @@ from dataclasses import dataclass, replace
 
 from instmix.config import BuildConfig
 from instmix.errors import ConfigError
+from instmix.io import fs
 from instmix.io.atomic import write_atomic
 from instmix.io.progress import Progress
 from instmix.mix.plan import plan_targets
 
+from .executor import Executor
 from .pipeline import Tokenized, build, mixture_pools, tokenize
 
 
@@ -114,31 +116,38 @@ def with_ratios(cfg: BuildConfig, ratios: dict[str, float], output: str) -> Buil
 
 
 def sweep(cfg: BuildConfig, ratio_sets: Sequence[dict[str, float]], *,
-          out: str | None = None, progress: Progress | None = None) -> dict:
-    """Build one mixture per ratio set under ``out`` (default: the config's output).
+          out: str | None = None, progress: Progress | None = None,
+          executor: Executor | None = None) -> dict:
+    """Build one mixture per ratio set under ``out`` (default: the config's output; a
+    folder or an object-store prefix). ``executor`` runs the tasks (e.g. on Ray).
 
     Writes ``sweep.json`` (labels, ratios, folders, tokens and seconds per mixture) and
     returns it.
     """
     names = unique_labels(cfg, ratio_sets)
     root = out or cfg.output
-    os.makedirs(root, exist_ok=True)
+    if not fs.is_url(root):
+        os.makedirs(root, exist_ok=True)
     progress = progress or Progress(enabled=False)
     t0 = time.perf_counter()
-    tokenized = tokenize(cfg, progress)
+    tokenized = tokenize(cfg, progress, executor)
     t_tok = time.perf_counter() - t0
     runs = []
     for name, ratios in zip(names, ratio_sets):
-        mix_cfg = with_ratios(cfg, ratios, os.path.join(root, name))
+        mix_cfg = with_ratios(cfg, ratios, fs.join(root, name))
         t = time.perf_counter()
-        manifest = build(mix_cfg, progress=progress, tokenized=tokenized)
+        manifest = build(mix_cfg, progress=progress, tokenized=tokenized, executor=executor)
         runs.append({"label": name, "ratios": {s.name: s.ratio for s in mix_cfg.sources},
                      "output": name, "total_tokens": manifest["total_tokens"],
                      "sources": {s["name"]: s["tokens"] for s in manifest["sources"]},
                      "seconds": round(time.perf_counter() - t, 3)})
     summary = {"seed": cfg.seed, "requested_tokens": cfg.total_tokens,
                "tokenize_seconds": round(t_tok, 3), "mixtures": runs}
-    write_atomic(os.path.join(root, "sweep.json"), json.dumps(summary, indent=2) + "\n")
+    data = (json.dumps(summary, indent=2) + "\n").encode()
+    if fs.is_url(root):
+        fs.put_bytes(fs.join(root, "sweep.json"), data, cfg.storage_options)
+    else:
+        write_atomic(os.path.join(root, "sweep.json"), data)
     return summary
 
 

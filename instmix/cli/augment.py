@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from instmix.errors import ConfigError
+from instmix.io import fs
 from instmix.io.progress import Progress
 from instmix.synth.config import load_augment_config
 from instmix.synth.runner import RunContext, augment
@@ -31,7 +33,11 @@ def run(args) -> int:
 
     cfg = load_augment_config(args.config)
     if args.out:
-        cfg = replace(cfg, output=os.path.abspath(args.out))
+        cfg = replace(cfg, output=args.out if fs.is_url(args.out) else os.path.abspath(args.out))
+    if fs.is_url(cfg.output):
+        raise ConfigError(args.config, "output", f"{cfg.output}: augment writes its resumable "
+                          "parts to a folder; give a local or shared-filesystem folder and copy "
+                          "it to the object store after (inputs may be URLs)")
     stats = augment(cfg, ctx=RunContext(args.rank, args.world_size),
                     progress=Progress(False if args.no_progress else None),
                     retry_failed=args.retry_failed)

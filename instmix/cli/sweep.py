@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from instmix.builder.sweep import expand, parse_set, sweep
 from instmix.config import load_config
 from instmix.export.zero_copy import sweep_zero_copy
 from instmix.io.progress import Progress
+
+from .build import add_executor_args, local_or_url, open_executor
 
 
 def register(sub) -> None:
@@ -29,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--seq-len", type=int, default=4096,
                    help="OLMo-core sequence length for --zero-copy configs (default 4096)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_executor_args(p)
     p.set_defaults(func=run)
 
 
@@ -36,7 +37,7 @@ def run(args) -> int:
     cfg = load_config(args.config)
     sets = (expand(cfg, args.ratios) if args.ratios else []) + \
         [parse_set(cfg, s) for s in args.sets]
-    out = os.path.abspath(args.out) if args.out else cfg.output
+    out = local_or_url(args.out) if args.out else cfg.output
     progress = Progress(False if args.no_progress else None)
     if args.zero_copy:
         summary = sweep_zero_copy(cfg, sets, out=out, seq_len=args.seq_len, progress=progress)
@@ -45,7 +46,8 @@ def run(args) -> int:
         for m in summary["mixtures"]:
             print(f"  {m['label']}/olmo_core_mixture.yaml  requested {m['requested_tokens']:,}")
         return 0
-    summary = sweep(cfg, sets, out=out, progress=progress)
+    with open_executor(args) as executor:
+        summary = sweep(cfg, sets, out=out, progress=progress, executor=executor)
     names = [s.name for s in cfg.sources]
     width = max(len(m["label"]) for m in summary["mixtures"])
     print(f"{len(summary['mixtures'])} mixture(s) in {out} "

@@ -10,7 +10,7 @@ from instmix.format.verify import verify
 
 def register(sub) -> None:
     p = sub.add_parser("verify", help="re-check checksums, dtype bounds, EOS and offsets")
-    p.add_argument("build", help="build folder (holds manifest.json)")
+    p.add_argument("build", help="build folder or URL (holds manifest.json)")
     p.set_defaults(func=run)
 
 

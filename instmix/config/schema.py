@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from instmix.errors import ConfigError
+from instmix.io import fs
 from instmix.sources.registry import get_kind, known_kinds
 
 from .clean import (
@@ -26,7 +27,7 @@ from .clean import (
     parse_dedup,
     parse_filters,
 )
-from .validate import check_keys, choice, number, resolve_path, string
+from .validate import check_keys, choice, number, resolve_path, storage_options, string
 
 DEFAULT_SHARD_TOKENS = 1 << 28  # 256 Mi tokens: 512 MiB as uint16, 1 GiB as uint32
 TXT_UNITS = ("file", "paragraph")
@@ -97,6 +98,9 @@ class SourceConfig:
     loss: str = "all"
     options: Mapping[str, Any] = field(default_factory=dict)
     filters: PairFilters | None = None  # for sources whose documents have parts (augmented)
+    # the build's storage_options, so readers of this source's URLs get them (not a format
+    # option: caches and equality ignore it)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def weight(self) -> Fraction:
@@ -173,6 +177,7 @@ class BuildConfig:
     dedup: Dedup | None = None
     decontaminate: Decontaminate | None = None
     workers: int = 0  # processes that tokenize cache units; 0: every available core
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
     where: str = "<dict>"
 
     def __post_init__(self):
@@ -192,7 +197,7 @@ class BuildConfig:
         """Token caches live beside the output by default, so sibling builds share them."""
         if self.cache_dir:
             return self.cache_dir
-        return os.path.join(os.path.dirname(os.path.abspath(self.output)), ".instmix-cache")
+        return fs.join(fs.dirname(self.output), ".instmix-cache")
 
     def with_overrides(self, **changes: Any) -> BuildConfig:
         return replace(self, **changes)
@@ -231,7 +236,9 @@ def parse_sources(where: str, data: Mapping, base: Path) -> tuple[SourceConfig, 
     raw = data["sources"]
     if not isinstance(raw, list) or not raw:
         raise ConfigError(where, "sources", "expected a non-empty list")
-    sources = tuple(SourceConfig.parse(where, i, s, base) for i, s in enumerate(raw))
+    opts = storage_options(where, data.get("storage_options"))
+    sources = tuple(replace(SourceConfig.parse(where, i, s, base), storage_options=opts)
+                    for i, s in enumerate(raw))
     names = [s.name for s in sources]
     for i, n in enumerate(names):
         if names.index(n) != i:
@@ -275,5 +282,6 @@ def load_config(source: str | os.PathLike | Mapping, *, base_dir: str | None = N
         dedup=parse_dedup(where, data.get("dedup")),
         decontaminate=parse_decontaminate(where, data.get("decontaminate"), base),
         workers=number(where, "workers", data.get("workers", 0), minimum=0, integer=True),
+        storage_options=storage_options(where, data.get("storage_options")),
         where=where,
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from instmix.errors import ConfigError
+from instmix.io.fs import is_url
 
 
 def check_keys(where: str, prefix: str, data: Mapping, allowed: set[str]) -> None:
@@ -48,6 +49,29 @@ def choice(where: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 
+def storage_options(where: str, value: Any) -> dict[str, dict[str, Any]]:
+    """``storage_options``: ``{protocol: {option: value}}``, passed to that protocol's fsspec
+    filesystem (e.g. ``s3: {endpoint_url: ..., anon: false}``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, "storage_options", "expected a mapping of protocol -> options "
+                          "(e.g. s3: {endpoint_url: 'http://...'})")
+    out = {}
+    for proto, opts in value.items():
+        if not isinstance(proto, str) or not proto.isidentifier() or "://" in proto:
+            raise ConfigError(where, "storage_options", f"{proto!r} is not a protocol name "
+                              "(use s3, gs, ...)")
+        if not isinstance(opts, Mapping) or not all(isinstance(k, str) for k in opts):
+            raise ConfigError(where, f"storage_options.{proto}", "expected a mapping of "
+                              "option names to values")
+        out[proto] = dict(opts)
+    return out
+
+
 def resolve_path(base: Path, path: str) -> str:
+    """Relative local paths resolve against ``base``; URLs (``s3://...``) stay as given."""
+    if is_url(path):
+        return path
     path = os.path.expanduser(path)
     return path if os.path.isabs(path) else os.path.normpath(str(base / path))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 
 from instmix.errors import InstmixError
 from instmix.format.manifest import MANIFEST, load_manifest
+from instmix.io import fs
 
 # Tokens that tokenizers use for padding, most specific first. OLMo's GPT-NeoX tokenizer
 # names id 1 "<|padding|>"; OLMo 2's dolma2 names id 100277 "<|pad|>".
@@ -115,9 +115,8 @@ def _pad(tokenizer_json: str, eos_id: int, bos_id: int | None) -> tuple[int, str
     documents, EOS padding would be counted as part of the last document, BOS padding
     is not."""
     try:
-        with open(tokenizer_json, encoding="utf-8") as f:
-            added = json.load(f).get("added_tokens") or []
-    except (OSError, ValueError):
+        added = json.loads(fs.read_bytes(tokenizer_json)).get("added_tokens") or []
+    except (OSError, ValueError, InstmixError):
         added = []
     by_name = {t.get("content"): t.get("id") for t in added if isinstance(t, dict)}
     for name in PAD_NAMES:
@@ -129,9 +128,8 @@ def _pad(tokenizer_json: str, eos_id: int, bos_id: int | None) -> tuple[int, str
 def load_facts(root: str) -> BuildFacts:
     """Read ``root/manifest.json``; raise InstmixError naming the file and field."""
     m = load_manifest(root)
-    where = os.path.join(m.root, MANIFEST)
-    with open(where, "rb") as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
+    where = fs.join(m.root, MANIFEST)  # a build at a URL: its committed generation's copy
+    sha = hashlib.sha256(fs.read_bytes(where)).hexdigest()
     try:
         tok = m.tokenizer
         tok_path = m.path(tok["path"])

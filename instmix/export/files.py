@@ -7,21 +7,37 @@ import os
 
 import yaml
 
+from instmix.errors import InstmixError
+from instmix.io import fs
 from instmix.io.atomic import write_atomic
 
 from .guard import MADE, REPORT, ExportGuard, read_report
 
-__all__ = ["REPORT", "read_report", "trainer_path", "write_report", "yaml_block"]
+__all__ = ["REPORT", "export_folder", "read_report", "trainer_path", "write_report", "yaml_block"]
 
 
 
 def trainer_path(root: str, path: str, data_root: str | None) -> str:
     """``path`` (inside build ``root``) as the trainer sees it: under ``data_root`` (a folder
     or URL prefix such as ``s3://bucket/mix``) when given, else the absolute local path."""
+    if fs.is_url(path):  # a build on an object store: its URLs, or under data_root
+        if not data_root:
+            return path
+        return data_root.rstrip("/") + "/" + path[len(root.rstrip("/")) + 1:]
     if not data_root:
         return os.path.abspath(path)
     rel = os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
     return data_root.rstrip("/") + "/" + rel
+
+
+def export_folder(root: str, out: str | None, name: str) -> str:
+    """``out``, or ``BUILD/<name>`` for a local build (a build at a URL needs ``--out``)."""
+    if out:
+        return os.path.abspath(out)
+    if fs.is_url(root):
+        raise InstmixError(f"{root}: the build is on an object store; write the export to a "
+                           "local folder with --out")
+    return os.path.abspath(os.path.join(root, name))
 
 
 def yaml_block(data: dict) -> str:

@@ -18,11 +18,12 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from instmix.errors import ConfigError
-from instmix.format.reader import open_tokens
+from instmix.format.reader import load_tokens
+from instmix.io import fs
 from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, load_facts
-from .files import write_report
+from .files import export_folder, write_report
 from .guard import REPORT, ExportGuard
 from .options import ExportResult
 
@@ -43,20 +44,24 @@ class TokenizerOptions:
 
 
 def _added_tokens(path: str) -> dict[str, int]:
-    with open(path, encoding="utf-8") as f:
-        added = json.load(f).get("added_tokens") or []
+    added = json.loads(fs.read_bytes(path)).get("added_tokens") or []
     return {t["content"]: t["id"] for t in added
             if isinstance(t, dict) and t.get("special") and isinstance(t.get("id"), int)}
 
 
+def _tokenizer(path: str) -> Tokenizer:
+    """The tokenizer at a local path or a URL (a build on an object store)."""
+    return Tokenizer.from_str(fs.read_bytes(path).decode("utf-8"))
+
+
 def occurrences(facts: BuildFacts, token_id: int) -> int:
     """How often ``token_id`` occurs in the build's token files."""
-    return sum(int(np.count_nonzero(open_tokens(f.path, facts.dtype) == token_id))
+    return sum(int(np.count_nonzero(load_tokens(f.path, facts.dtype) == token_id))
                for f in facts.shards)
 
 
 def choose_pad(facts: BuildFacts, opts: TokenizerOptions) -> tuple[str, int]:
-    tok = Tokenizer.from_file(facts.tokenizer_path)
+    tok = _tokenizer(facts.tokenizer_path)
     reserved = {facts.eos_token_id, facts.bos_token_id}
     if opts.pad is not None:
         pad_id = tok.token_to_id(opts.pad)
@@ -87,7 +92,7 @@ def choose_pad(facts: BuildFacts, opts: TokenizerOptions) -> tuple[str, int]:
 def tokenizer_config(facts: BuildFacts, pad: str) -> dict:
     special = {"eos_token": facts.eos_token, "pad_token": pad}
     if facts.bos_token_id is not None:
-        special["bos_token"] = Tokenizer.from_file(facts.tokenizer_path).id_to_token(
+        special["bos_token"] = _tokenizer(facts.tokenizer_path).id_to_token(
             facts.bos_token_id)
     return special
 
@@ -97,7 +102,7 @@ def export_tokenizer(build: str, out: str | None = None, **options) -> ExportRes
     ``special_tokens_map.json`` into ``out`` (default ``BUILD/export-tokenizer``)."""
     opts = TokenizerOptions(**options)
     facts = load_facts(build)
-    out = os.path.abspath(out or os.path.join(facts.root, "export-tokenizer"))
+    out = export_folder(facts.root, out, "export-tokenizer")
     guard = ExportGuard(out)
     guard.check([*FILES, REPORT])
     pad, pad_id = choose_pad(facts, opts)
@@ -108,8 +113,7 @@ def export_tokenizer(build: str, out: str | None = None, **options) -> ExportRes
               "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces":
               False, **special}
     os.makedirs(out, exist_ok=True)
-    with open(facts.tokenizer_path, "rb") as f:
-        tokenizer_json = f.read()
+    tokenizer_json = fs.read_bytes(facts.tokenizer_path)
     files = [write_atomic(os.path.join(out, FILES[0]), tokenizer_json),
              write_atomic(os.path.join(out, FILES[1]), json.dumps(config, indent=2) + "\n"),
              write_atomic(os.path.join(out, FILES[2]), json.dumps(special, indent=2) + "\n")]

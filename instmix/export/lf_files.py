@@ -13,7 +13,7 @@ from contextlib import ExitStack
 import numpy as np
 from tokenizers import Tokenizer
 
-from instmix.format.reader import open_tokens, read_index
+from instmix.format.reader import load_tokens, read_index
 from instmix.io.atomic import make_temp_dir, swap_dir
 
 from .facts import BuildFacts
@@ -27,7 +27,7 @@ def _blocks(paths: list[str], dtype: str, seq_len: int):
     """``seq_len`` blocks of the concatenated files; the last one may be shorter."""
     carry = np.zeros(0, dtype=np.int64)
     for path in paths:
-        tokens = open_tokens(path, dtype)
+        tokens = load_tokens(path, dtype)  # one shard at a time (a URL: downloaded)
         pos = 0
         if len(carry):
             take = min(seq_len - len(carry), len(tokens))
@@ -47,7 +47,7 @@ def _blocks(paths: list[str], dtype: str, seq_len: int):
 
 def _documents(paths: list[str], dtype: str):
     for path in paths:
-        tokens = open_tokens(path, dtype)
+        tokens = load_tokens(path, dtype)  # one shard at a time (a URL: downloaded)
         idx = read_index(path)
         for a, b in zip(idx.start.tolist(), idx.end.tolist()):
             yield {"input_ids": tokens[a:b].tolist()}
@@ -109,7 +109,7 @@ def _decode_into(files: dict, facts: BuildFacts, tok, bos: int, batch: int) -> N
     """Each document's text without BOS and EOS (LLaMA-Factory appends its EOS string),
     with its source; ``files`` maps a source (or None: every source) to an open file."""
     for f in facts.shards:
-        tokens = open_tokens(f.path, facts.dtype)
+        tokens = load_tokens(f.path, facts.dtype)
         idx = read_index(f.path)
         for lo in range(0, len(idx), batch):
             hi = min(lo + batch, len(idx))

@@ -32,7 +32,7 @@ from instmix.errors import ConfigError
 from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, load_facts
-from .files import write_report, yaml_block
+from .files import export_folder, write_report, yaml_block
 from .guard import REPORT, ExportGuard
 from .interleave import (
     StopEffect,
@@ -246,7 +246,7 @@ def _effect_lines(mix: TextMix, effect: StopEffect | str, prefix: str = "") -> l
 def export_llamafactory(build: str, out: str | None = None, **options) -> ExportResult:
     opts = LlamaFactoryOptions(**options)
     facts = load_facts(build)
-    out = os.path.abspath(out or os.path.join(facts.root, "export-llamafactory"))
+    out = export_folder(facts.root, out, "export-llamafactory")
     guard = ExportGuard(out)
     written = [n for route, names in (("tokenized", (TOKENIZED_DIR, TOKENIZED_YAML)),
                                       ("text", (TEXT_DIR, TEXT_YAML)))

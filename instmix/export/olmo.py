@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, chunk_plan, load_facts
-from .files import trainer_path, write_report, yaml_block
+from .files import export_folder, trainer_path, write_report, yaml_block
 from .guard import REPORT, ExportGuard
 from .options import ExportOptions, ExportResult
 
@@ -96,7 +96,7 @@ def render(facts: BuildFacts, opts: OlmoOptions) -> str:
 def export_olmo(build: str, out: str | None = None, **options) -> ExportResult:
     opts = OlmoOptions(**options)
     facts = load_facts(build)
-    out = os.path.abspath(out or os.path.join(facts.root, "export-olmo"))
+    out = export_folder(facts.root, out, "export-olmo")
     guard = ExportGuard(out)
     guard.check([FILE, REPORT])
     path = write_atomic(os.path.join(out, FILE), render(facts, opts))

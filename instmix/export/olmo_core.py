@@ -25,7 +25,7 @@ from instmix.errors import ConfigError
 from instmix.io.atomic import write_atomic
 
 from .facts import BuildFacts, chunk_plan, load_facts
-from .files import trainer_path, write_report, yaml_block
+from .files import export_folder, trainer_path, write_report, yaml_block
 from .guard import REPORT, ExportGuard
 from .long_docs import long_documents, packed_lines
 from .options import ExportOptions, ExportResult, positive_int
@@ -304,7 +304,7 @@ def render_yaml(facts: BuildFacts, opts: OlmoCoreOptions) -> dict[str, str]:
 def export_olmo_core(build: str, out: str | None = None, **options) -> ExportResult:
     opts = OlmoCoreOptions(**options)
     facts = load_facts(build)
-    out = os.path.abspath(out or os.path.join(facts.root, "export-olmo-core"))
+    out = export_folder(facts.root, out, "export-olmo-core")
     instances, dropped, warnings = chunk_plan(facts, opts.seq_len, opts.where)  # may raise
     req = requested_tokens(facts, opts)  # may raise
     long = long_documents(facts, opts.seq_len)

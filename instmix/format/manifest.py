@@ -12,6 +12,10 @@ Format versions: 2 adds ``format``, ``manifest_sha256`` (sha256 of the canonical
 every other key: a hand edit or damage that changes any value is caught by ``verify``) and
 per-shard ``index_sha256``. Version 1 builds are still read; ``verify`` checks them without
 those checksums.
+
+On an object store the build's files live under a generation prefix and the top-level
+``manifest.json`` (the commit point) names it in ``generation``; see
+:mod:`instmix.format.publish` and docs/storage.md.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from instmix.errors import InstmixError
+from instmix.io import fs
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -31,6 +38,7 @@ MANIFEST = "manifest.json"
 EXPORT_REPORT = "instmix-export.json"  # marks an export folder inside a build
 SHARD_FILE_KEYS = ("mask", "ends")  # shard entry keys naming a file beside the tokens
 BUILD_KEYS = ("format_version", "tokenizer", "dtype", "total_tokens", "sources", "shards")
+GENERATION = re.compile(r"^gen-\d+@[A-Za-z0-9_.]+@\d+-[0-9a-f]{8}$")  # publish.new_generation
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Manifest:
 
     root: str
     data: dict
+    storage_options: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def dtype(self) -> str:
@@ -56,8 +65,12 @@ class Manifest:
     def sources(self) -> list[dict]:
         return self.data["sources"]
 
+    @property
+    def remote(self) -> bool:
+        return fs.is_url(self.root)
+
     def path(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+        return fs.join(self.root, rel)
 
     def shard_paths(self) -> list[str]:
         return [self.path(s["path"]) for s in self.shards]
@@ -71,14 +84,14 @@ class Manifest:
         return self.data[key]
 
 
-def read_manifest_data(path: str) -> dict:
-    """The JSON object of a manifest file; InstmixError naming it when unreadable."""
+def read_manifest_data(path: str, storage_options: Mapping | None = None) -> dict:
+    """The JSON object of a manifest file (or object); InstmixError naming it when
+    unreadable."""
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read().decode("utf-8"))
+        data = json.loads(fs.read_bytes(path, storage_options).decode("utf-8"))
     except FileNotFoundError:
-        raise InstmixError(f"{os.path.dirname(path) or '.'}: not an instmix build "
-                           f"(no {MANIFEST})") from None
+        raise InstmixError(f"{fs.dirname(path) if fs.is_url(path) else os.path.dirname(path) or '.'}"
+                           f": not an instmix build (no {MANIFEST})") from None
     except UnicodeDecodeError as e:
         raise InstmixError(f"{path}: not UTF-8 (byte {e.start}); the file is damaged, "
                            "rebuild") from None
@@ -91,14 +104,24 @@ def read_manifest_data(path: str) -> dict:
     return data
 
 
-def load_manifest(root: str) -> Manifest:
-    path = os.path.join(root, MANIFEST)
-    data = read_manifest_data(path)
+def load_manifest(root: str | os.PathLike, storage_options: Mapping | None = None) -> Manifest:
+    """The committed manifest of a build folder or prefix (``s3://bucket/builds/x``); the
+    root of a build on an object store is the generation its manifest names."""
+    root = os.fspath(root)
+    path = fs.join(root, MANIFEST)
+    data = read_manifest_data(path, storage_options)
     version = data.get("format_version")
     if version not in READABLE_VERSIONS:
         raise InstmixError(f"{path}: format_version {version!r} is not supported "
                            f"(this instmix reads {', '.join(map(str, READABLE_VERSIONS))})")
-    return Manifest(os.path.abspath(root), data)
+    gen = data.get("generation")
+    base = fs.normalize(root)
+    if gen is not None:
+        if not isinstance(gen, str) or not GENERATION.match(gen):
+            raise InstmixError(f"{path}: generation {gen!r} is not a generation folder name; "
+                               "the file is damaged, rebuild")
+        base = fs.join(base, gen)
+    return Manifest(base, data, dict(storage_options or {}))
 
 
 def manifest_digest(data: dict) -> str:
@@ -171,9 +194,13 @@ def foreign_files(root: str, data: dict) -> list[str]:
     return found
 
 
-def check_replaceable(output: str) -> None:
+def check_replaceable(output: str, storage_options: Mapping | None = None) -> None:
     """Refuse to replace anything but an earlier instmix build holding only its own files
-    (recognised by the content of its manifest) or an empty folder."""
+    (recognised by the content of its manifest) or an empty folder. On an object store:
+    a prefix holding only generations and a build manifest, or nothing."""
+    if fs.is_url(output):
+        _check_replaceable_url(output, storage_options)
+        return
     if os.path.lexists(output) and not os.path.isdir(output):
         raise InstmixError(f"{output}: exists and is not a folder")
     if not os.path.isdir(output) or not os.listdir(output):
@@ -195,3 +222,20 @@ def check_replaceable(output: str) -> None:
         shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
         raise InstmixError(f"{output}: holds files that are not part of its build ({shown}); "
                            "move them out or choose another output")
+
+
+def _check_replaceable_url(output: str, storage_options: Mapping | None) -> None:
+    names = [n for n in fs.listdir(output, storage_options) if not GENERATION.match(n)]
+    if not names:
+        return
+    if MANIFEST not in names:
+        raise InstmixError(f"{output}: holds objects and is not an instmix build (no "
+                           f"{MANIFEST}); choose another output or empty it")
+    data = read_manifest_data(fs.join(output, MANIFEST), storage_options)
+    if not is_build_data(data):
+        raise InstmixError(f"{output}: {MANIFEST} is not an instmix build manifest; the prefix "
+                           "is not replaced; choose another output or empty it")
+    extra = sorted(set(names) - {MANIFEST})
+    if extra:
+        raise InstmixError(f"{output}: holds objects that are not part of its build "
+                           f"({', '.join(extra[:5])}); move them or choose another output")

@@ -11,6 +11,11 @@ index's ends), the mask (size, sha256, 0/1 values,
 loss tokens), and the per-shard source counts. Then the totals recomputed from the
 indexes and masks against ``sources``, ``total_tokens``, ``documents``, ``loss_tokens``
 and the ``layout``. The first problem raises :class:`VerifyError` naming the file.
+
+A build at a URL is checked the same way: only the committed generation (the one its
+``manifest.json`` names) is read, listed for foreign objects, and each shard's files are
+downloaded one shard at a time into a temporary folder and checked there
+(:mod:`.verify_remote`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import csv
 import os
 import zlib
+from collections.abc import Mapping
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -34,6 +40,7 @@ from .manifest import (
     manifest_digest,
 )
 from .reader import index_path, open_ends, open_tokens, read_index
+from .verify_remote import RemoteBuild
 
 
 def _max_id(tokens: np.ndarray) -> int:
@@ -123,12 +130,21 @@ def _check_tokenizer(root: str, tok: dict) -> None:
                               f"{name!r} the id {t.token_to_id(name)} (hand-edited; rebuild)")
 
 
-def verify(root: str) -> dict:
+def verify(root: str, storage_options: Mapping | None = None) -> dict:
     """Raise VerifyError naming the first problem; return counts when all is well."""
     try:
-        m = load_manifest(root)
+        m = load_manifest(root, storage_options)
     except InstmixError as e:
         raise VerifyError(str(e)) from None
+    if m.remote:
+        with RemoteBuild(m) as local:
+            return _verify(local.manifest, local)
+    return _verify(m, None)
+
+
+def _verify(m, remote: RemoteBuild | None) -> dict:
+    """:func:`verify` of a loaded manifest; ``remote`` fetches a remote build's files into
+    ``m.root`` as they are needed."""
     data = m.data
     if not is_build_data(data):
         raise VerifyError(f"{MANIFEST}: not an instmix build manifest (keys missing or of the "
@@ -145,7 +161,7 @@ def verify(root: str) -> dict:
         for key in SHARD_FILE_KEYS:
             if s.get(key):
                 _inside(m.root, s[key], f"shards[{i}].{key}")
-    extra = foreign_files(m.root, data)
+    extra = remote.foreign_files() if remote else foreign_files(m.root, data)
     if extra:
         shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
         raise VerifyError(f"{shown}: not part of the build (the manifest does not list it; "
@@ -157,8 +173,12 @@ def verify(root: str) -> dict:
     per_source: dict[str, list[int]] = {}
     total_docs = total_tokens = total_loss = 0
     for shard in m.shards:
+        if remote:
+            remote.fetch_shard(shard)
         docs, loss = _check_shard(paths[shard["path"]], shard, m, dtype, eos, bos, vocab,
                                   per_source)
+        if remote:
+            remote.drop_shard(shard)
         total_docs += docs
         total_loss += loss
         total_tokens += shard["tokens"]

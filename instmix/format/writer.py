@@ -59,6 +59,7 @@ class _Shard:
     def __init__(self, folder: str, index: int, dtype: np.dtype, with_mask: bool,
                  prefix: str = ""):
         rel = os.path.join(prefix, f"part-{index:05d}")
+        self.rel = rel
         self.stats = ShardStats(rel + ".npy")
         base = os.path.join(folder, rel)
         self.tok = open(base + ".npy", "wb", buffering=1 << 20)
@@ -125,6 +126,11 @@ class _Shard:
         self.stats.tokens += len(tokens)
         self.stats.documents += len(doc_ids)
 
+    def files(self) -> list[str]:
+        """This shard's files, relative to the build folder."""
+        return [self.rel + ".npy", self.rel + ".csv.gz", self.rel + ENDS_SUFFIX] + (
+            [self.rel + ".mask"] if self.mask is not None else [])
+
     def close(self) -> ShardStats:
         self.tok.close()
         self.text.close()
@@ -136,6 +142,11 @@ class _Shard:
             self.mask.close()
             self.stats.mask_sha256 = self.mask_sha.hexdigest()
         return self.stats
+
+
+def open_shard(folder: str, index: int, dtype: str, with_mask: bool, prefix: str = "") -> _Shard:
+    """Shard number ``index`` (``<folder>/<prefix>/part-NNNNN.*``), open for appending."""
+    return _Shard(folder, index, np.dtype(dtype), with_mask, prefix)
 
 
 class ShardWriter:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
+from collections.abc import Mapping
 
 import zstandard
+
+from . import fs
 
 _CHUNK = 1 << 20
 
@@ -25,8 +28,8 @@ class DamagedInput(Exception):
 class CheckedZstd(io.RawIOBase):
     """A read-only stream of the decompressed content of a (multi-frame) ``.zst`` file."""
 
-    def __init__(self, path: str):
-        self._raw = open(path, "rb")
+    def __init__(self, raw: io.IOBase):
+        self._raw = raw
         self._dctx = zstandard.ZstdDecompressor()
         self._obj = None  # decompressobj of the frame being read; None between frames
         self._pending = b""
@@ -67,13 +70,15 @@ class CheckedZstd(io.RawIOBase):
         super().close()
 
 
-def open_binary(path: str) -> io.BufferedIOBase:
-    """A buffered binary reader of ``path``, decompressing ``.zst`` and ``.gz``."""
+def open_binary(path: str, storage_options: Mapping | None = None) -> io.BufferedIOBase:
+    """A buffered binary reader of ``path`` (a local path or a URL, read through
+    :func:`instmix.io.fs.open_read`), decompressing ``.zst`` and ``.gz``."""
     if path.endswith(".zst"):
-        return io.BufferedReader(CheckedZstd(path), buffer_size=_CHUNK)
+        return io.BufferedReader(CheckedZstd(fs.open_read(path, storage_options)),
+                                 buffer_size=_CHUNK)
     if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb", buffering=_CHUNK)
+        return gzip.open(fs.open_read(path, storage_options), "rb")
+    return fs.open_read(path, storage_options, buffer_size=_CHUNK)
 
 
 def damage_message(e: BaseException) -> str | None:

@@ -1,4 +1,8 @@
-"""Content hashes of input files: what cache keys and fingerprints are made of."""
+"""Content hashes of input files: what cache keys and fingerprints are made of.
+
+Only bytes (and, for folders, relative names) enter a hash, so the same data hashes the
+same from a local folder or an object store.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,35 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 
+from . import fs
 from .atomic import write_atomic
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+def _update(h, path: str, storage_options: Mapping | None) -> None:
+    with fs.open_read(path, storage_options) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+
+
+def sha256_file(path: str, storage_options: Mapping | None = None) -> str:
+    h = hashlib.sha256()
+    _update(h, path, storage_options)
     return h.hexdigest()
 
 
-def hash_input(path: str) -> str:
+def hash_input(path: str, storage_options: Mapping | None = None) -> str:
     """sha256 over a file, or over the sorted files of a folder (with their names)."""
     h = hashlib.sha256()
-    files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
+    remote = fs.is_url(path)
+    single = fs.isfile(path, storage_options)
+    files = [path] if single else fs.walk_files(path, storage_options)
     for file in files:
         if file != path:
-            h.update(os.path.relpath(file, path).encode() + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+            rel = file[len(path.rstrip("/")) + 1:] if remote else os.path.relpath(file, path)
+            h.update(rel.encode() + b"\0")
+        _update(h, file, storage_options)
     return h.hexdigest()
 
 
@@ -65,11 +75,14 @@ class HashMemo:
     Kept in ``folder/input-hashes.json`` (the token cache folder); a missing or damaged
     memo is an empty one. An entry is recorded only when the file's mtime is at least
     :data:`RACY_NS` older than the hashing, so a write in the same clock tick as a
-    hash can never hide behind an unchanged signature. ``folder=None``: nothing is kept.
+    hash can never hide behind an unchanged signature. ``folder=None`` (or a URL): nothing
+    is kept. Inputs at URLs are hashed each time (``storage_options`` for their store).
     """
 
-    def __init__(self, folder: str | None):
-        self.path = os.path.join(folder, MEMO_FILE) if folder else None
+    def __init__(self, folder: str | None, storage_options: Mapping | None = None):
+        self.path = os.path.join(folder, MEMO_FILE) if folder and not fs.is_url(folder) \
+            else None
+        self.storage_options = storage_options
         self.entries: dict[str, list] = {}
         self.dirty = False
         if self.path and os.path.isfile(self.path):
@@ -84,6 +97,8 @@ class HashMemo:
     def __call__(self, path: str) -> str:
         """The content hash of ``path`` (as :func:`hash_input`), from the memo when the
         file is unchanged."""
+        if fs.is_url(path):
+            return hash_input(path, self.storage_options)
         key = os.path.realpath(path)
         sig, newest = file_signature(path)
         hit = self.entries.get(key)

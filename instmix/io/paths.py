@@ -15,16 +15,21 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-from collections.abc import Iterator, Sequence
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
 
 from instmix.errors import ConfigError
+
+from . import fs
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.zst", ".json.zst", ".jsonl.gz", ".json.gz")
 SUFFIXES = JSONL_SUFFIXES + (".parquet", ".txt")
 
 
-def is_saved_dataset(path: str) -> bool:
+def is_saved_dataset(path: str, storage_options: Mapping | None = None) -> bool:
     """A ``save_to_disk`` folder holds ``state.json`` and ``dataset_info.json``."""
+    if fs.is_url(path):
+        return fs.isfile(fs.join(path, "state.json"), storage_options)
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "state.json"))
 
 
@@ -102,8 +107,29 @@ def _loop_link(path: str, base: str) -> str | None:
     return None
 
 
-def resolve_inputs(patterns: Sequence[str], *, where: str, key: str) -> list[tuple[str, str]]:
-    """Expand globs (``**`` allowed) into sorted, de-duplicated ``(path, label)`` pairs.
+def _url_inputs(pattern: str, where: str, key: str,
+                storage_options: Mapping | None) -> list[tuple[str, str]]:
+    """``(url, label)`` for an object-store pattern; the label is relative to the
+    pattern's fixed base, as for a local pattern (the same files give the same ids)."""
+    proto, _, rest = pattern.partition("://")
+    parts = rest.split("/")
+    fixed = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    base = "/".join(fixed)
+    matches = [m for m in fs.glob(pattern, storage_options)
+               if m.endswith(SUFFIXES) or is_saved_dataset(m, storage_options)]
+    if not matches:
+        raise ConfigError(where, key, f"{pattern!r} matches no file")
+    return [(m, posixpath.relpath(m.partition("://")[2], base or "/")) for m in matches]
+
+
+def resolve_inputs(patterns: Sequence[str], *, where: str, key: str,
+                   storage_options: Mapping | None = None) -> list[tuple[str, str]]:
+    """Expand globs (``**`` allowed) into sorted, de-duplicated ``(path, label)`` pairs;
+    a pattern may be a URL (``s3://bucket/corpus/**/*.jsonl.zst``).
 
     A pattern that matches nothing, an unsupported file, a dangling link and a link loop
     are errors naming the config key.
@@ -111,6 +137,12 @@ def resolve_inputs(patterns: Sequence[str], *, where: str, key: str) -> list[tup
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
     for pattern in patterns:
+        if fs.is_url(pattern):
+            for m, label in _url_inputs(pattern, where, key, storage_options):
+                if m not in seen:
+                    seen.add(m)
+                    found.append((m, label))
+            continue
         base = fixed_base(pattern)
         if "**" in os.path.normpath(pattern).split(os.sep):
             matches = sorted(_walk(pattern, base, where, key))
@@ -141,6 +173,8 @@ def resolve_inputs(patterns: Sequence[str], *, where: str, key: str) -> list[tup
     return found
 
 
-def resolve_paths(patterns: Sequence[str], *, where: str, key: str) -> list[str]:
+def resolve_paths(patterns: Sequence[str], *, where: str, key: str,
+                  storage_options: Mapping | None = None) -> list[str]:
     """The paths of :func:`resolve_inputs`."""
-    return [p for p, _ in resolve_inputs(patterns, where=where, key=key)]
+    return [p for p, _ in resolve_inputs(patterns, where=where, key=key,
+                                         storage_options=storage_options)]

@@ -17,6 +17,7 @@ from typing import Any
 
 from instmix.errors import InputError
 
+from . import fs
 from .compressed import DamagedInput, damage_message, open_binary
 from .paths import JSONL_SUFFIXES, SUFFIXES, is_saved_dataset, resolve_inputs, resolve_paths
 
@@ -34,8 +35,8 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 
 
 
-def _open_binary(path: str) -> io.BufferedIOBase:
-    return open_binary(path)
+def _open_binary(path: str, storage_options: Mapping | None = None) -> io.BufferedIOBase:
+    return open_binary(path, storage_options)
 
 
 def _json_error(path: str, line_no: int, raw: bytes, err: Exception) -> InputError:
@@ -47,11 +48,12 @@ def _json_error(path: str, line_no: int, raw: bytes, err: Exception) -> InputErr
 
 
 def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None,
-               select: Callable[[int], bool] | None = None) -> Iterator[tuple[int, Any]]:
+               select: Callable[[int], bool] | None = None,
+               storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(line, object)`` for every non-blank line (with ``select``: only for the
     non-blank lines whose 0-based ordinal it accepts; the others are not parsed)."""
     ordinal = -1
-    with _open_binary(path) as f:
+    with _open_binary(path, storage_options) as f:
         for line_no, raw in enumerate(f, 1):
             if line_no == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM):]
@@ -74,15 +76,14 @@ def iter_jsonl(path: str, skip_bad: bool = False, stats: dict | None = None,
 BOM = b"\xef\xbb\xbf"
 
 
-def iter_txt(path: str, unit: str, skip_bad: bool = False, stats: dict | None = None
-             ) -> Iterator[tuple[int, Any]]:
+def iter_txt(path: str, unit: str, skip_bad: bool = False, stats: dict | None = None,
+             storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(n, {"text": ...})``: the whole file (n=1) or each paragraph (n = its first line).
 
     Paragraphs are separated by one or more blank lines; line ends inside are kept. A
     leading UTF-8 byte-order mark is dropped and CRLF line ends read as LF.
     """
-    with open(path, "rb") as f:
-        data = f.read()
+    data = fs.read_bytes(path, storage_options)
     if data.startswith(BOM):
         data = data[len(BOM):]
     try:
@@ -119,19 +120,22 @@ def iter_arrow_batches(batches, columns: Sequence[str] | None) -> Iterator[tuple
             yield row, rec
 
 
-def iter_parquet(path: str, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
+def iter_parquet(path: str, columns: Sequence[str] | None,
+                 storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq  # lazy: only parquet inputs need it (slow import)
 
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(fs.open_read(path, storage_options) if fs.is_url(path) else path)
     names = set(pf.schema_arrow.names)
     cols = [c for c in columns if c in names] if columns else None
     yield from iter_arrow_batches(pf.iter_batches(batch_size=4096, columns=cols), columns)
 
 
-def iter_saved_dataset(path: str, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
+def iter_saved_dataset(path: str, columns: Sequence[str] | None,
+                       storage_options: Mapping | None = None) -> Iterator[tuple[int, Any]]:
     import datasets  # lazy: importing datasets takes ~1 s, only saved datasets need it
 
-    ds = datasets.load_from_disk(path)
+    ds = datasets.load_from_disk(path, storage_options=(storage_options or {}).get(
+        fs.protocol(path)) if fs.is_url(path) else None)
     if isinstance(ds, datasets.DatasetDict):
         raise InputError(path, None, None, "is a DatasetDict; point at one split's folder "
                          f"(one of: {', '.join(ds.keys())})")
@@ -143,23 +147,24 @@ def iter_saved_dataset(path: str, columns: Sequence[str] | None) -> Iterator[tup
 
 def iter_records(path: str, *, columns: Sequence[str] | None = None, txt_unit: str = "file",
                  skip_bad: bool = False, stats: dict | None = None,
-                 select: Callable[[int], bool] | None = None
-                 ) -> Iterator[tuple[int, Mapping]]:
+                 select: Callable[[int], bool] | None = None,
+                 storage_options: Mapping | None = None) -> Iterator[tuple[int, Mapping]]:
     """Yield ``(position, record)`` from one input; ``record`` is a mapping of fields.
 
     ``columns`` lets table formats read only what is needed. A record that is not a JSON
     object is an error (or skipped and counted when ``skip_bad``). ``select`` keeps only
     the records whose 0-based ordinal in the file it accepts (JSON lines it rejects are
-    not parsed).
+    not parsed). URLs are read through :mod:`instmix.io.fs` with ``storage_options``.
     """
-    if is_saved_dataset(path):
-        it = iter_saved_dataset(path, columns)
+    remote_file = fs.is_url(path) and path.endswith(SUFFIXES)  # one request saved
+    if not remote_file and is_saved_dataset(path, storage_options):
+        it = iter_saved_dataset(path, columns, storage_options)
     elif path.endswith(".parquet"):
-        it = iter_parquet(path, columns)
+        it = iter_parquet(path, columns, storage_options)
     elif path.endswith(".txt"):
-        it = iter_txt(path, txt_unit, skip_bad, stats)
+        it = iter_txt(path, txt_unit, skip_bad, stats, storage_options)
     else:
-        it = iter_jsonl(path, skip_bad, stats, select)
+        it = iter_jsonl(path, skip_bad, stats, select, storage_options)
         select = None  # applied while reading
     if select is not None:
         it = (pr for i, pr in enumerate(it) if select(i))

@@ -13,6 +13,7 @@ import numpy as np
 from instmix.errors import InstmixError
 from instmix.format.manifest import MANIFEST, load_manifest
 from instmix.format.reader import index_path, read_index
+from instmix.io import fs
 
 CURVE_POINTS = 1200  # points of the running-share curve per build (the stream is subsampled)
 SWEEP = "sweep.json"  # written by instmix sweep beside its mixtures
@@ -57,11 +58,15 @@ def expand_dirs(dirs: list[str]) -> list[str]:
     one level down (a sweep's output) stands for those."""
     out: list[str] = []
     for d in dirs:
-        if not os.path.exists(d):
+        if fs.is_url(d):  # a build, or a sweep's prefix, on an object store
+            if fs.isfile(fs.join(d, MANIFEST)):
+                out.append(d)
+                continue
+        elif not os.path.exists(d):
             raise InstmixError(f"{d}: no such folder")
-        if not os.path.isdir(d):
+        elif not os.path.isdir(d):
             raise InstmixError(f"{d}: not a folder (give a build folder, which holds {MANIFEST})")
-        if os.path.isfile(os.path.join(d, MANIFEST)):
+        if fs.isfile(fs.join(d, MANIFEST)):
             out.append(d)
             continue
         children = _child_builds(d)
@@ -71,7 +76,7 @@ def expand_dirs(dirs: list[str]) -> list[str]:
         out.extend(children)
     seen: dict[str, str] = {}
     for d in out:
-        real = os.path.realpath(d)
+        real = d.rstrip("/") if fs.is_url(d) else os.path.realpath(d)
         if real in seen:
             raise InstmixError(f"{d}: the same build is given twice (also as {seen[real]})")
         seen[real] = d
@@ -81,22 +86,22 @@ def expand_dirs(dirs: list[str]) -> list[str]:
 def _child_builds(folder: str) -> list[str]:
     """Build folders inside ``folder``: in ``sweep.json``'s order when it lists them (the
     order the sweep was asked for), the others after them by name."""
-    names = sorted(c for c in os.listdir(folder)
-                   if os.path.isfile(os.path.join(folder, c, MANIFEST)))
+    names = sorted(c for c in fs.listdir(folder) if fs.isfile(fs.join(folder, c, MANIFEST)))
     order: list[str] = []
     try:
-        with open(os.path.join(folder, SWEEP), encoding="utf-8") as f:
-            listed = [m.get("output") for m in json.load(f).get("mixtures", [])]
+        listed = [m.get("output") for m in json.loads(fs.read_bytes(fs.join(folder, SWEEP))
+                                                      ).get("mixtures", [])]
         order = [n for n in listed if isinstance(n, str) and n in names]
     except (OSError, ValueError, AttributeError, TypeError):
         pass
     order = list(dict.fromkeys(order))
-    return [os.path.join(folder, n) for n in order + [n for n in names if n not in order]]
+    return [fs.join(folder, n) for n in order + [n for n in names if n not in order]]
 
 
 def labels_for(roots: list[str]) -> list[str]:
     """Shortest distinct path tails: ``a/out`` and ``b/out`` -> ``a/out``, ``b/out``."""
-    parts = [os.path.abspath(r).rstrip(os.sep).split(os.sep) for r in roots]
+    parts = [(r.partition("://")[2] if fs.is_url(r) else os.path.abspath(r)).rstrip(
+        "/" + os.sep).split("/") for r in roots]
     depth = 1
     while True:
         labels = ["/".join(p[-depth:]) for p in parts]
@@ -107,7 +112,7 @@ def labels_for(roots: list[str]) -> list[str]:
 
 def load_build(root: str, label: str, curve_points: int = CURVE_POINTS) -> BuildData:
     m = load_manifest(root)
-    where = os.path.join(root, MANIFEST)
+    where = fs.join(root, MANIFEST)
     data = m.data
     for key in REQUIRED:
         if key not in data:
@@ -137,13 +142,15 @@ def _shard_index(shard_path: str, code_of: dict[str, int], shard: dict
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(document lengths, source codes) of one shard, from its ``.csv.gz`` only."""
     path = index_path(shard_path)
-    if not os.path.isfile(path):
+    if not fs.isfile(path):
         raise InstmixError(f"{path}: missing; the build is incomplete (check it with "
                            "instmix verify)")
     expected = shard.get("documents")
     if expected == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int32)
     try:
+        if fs.is_url(path):  # the exact reader streams it by ranged requests
+            raise ValueError(path)
         lengths, names, codes = _read_arrow(path, expected)
     except Exception:  # pyarrow missing or a malformed file: the exact reader names the line
         try:

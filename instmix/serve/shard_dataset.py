@@ -11,6 +11,9 @@ build's loss mask is False and on padding), ``doc_lens`` (lengths of the documen
 the window, summing to ``seq_len``, for intra-document attention; zero-padded to a width
 fixed per dataset, ``max_docs``, so the default collate stacks items) and ``index`` (the
 window).
+
+A build at a URL (``s3://...``) is read by ranged GETs through a bounded block cache per
+process (:mod:`instmix.io.ranges`), with the same items and resume as a local copy.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from instmix.errors import InstmixError
 from instmix.format.manifest import load_manifest
+from instmix.io import ranges
 
 from .permute import Permutation
 from .sharding import (
@@ -55,7 +59,9 @@ class ShardDataset(CursorDataset):
     def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike], seq_len: int, *,
                  seed: int = 0, epoch: int = 0, rank: int | None = None,
                  world_size: int | None = None, device_mesh=None, dp_dim: str = "dp",
-                 drop_last: bool = True, tail: str = "drop", batch_size: int = 1):
+                 drop_last: bool = True, tail: str = "drop", batch_size: int = 1,
+                 storage_options: Mapping | None = None, block_bytes: int = ranges.BLOCK_BYTES,
+                 cache_bytes: int = ranges.CACHE_BYTES):
         if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
             raise InstmixError(f"seq_len must be an integer >= 1, got {seq_len!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -76,7 +82,7 @@ class ShardDataset(CursorDataset):
         first = None
         digest = hashlib.sha256(f"seq_len={seq_len};drop_last={drop_last}".encode())
         for root in roots:
-            m = load_manifest(str(root))
+            m = load_manifest(os.fspath(root), storage_options)
             tok = m.tokenizer
             key = (m.dtype, tok["vocab_size"], tok["eos_token_id"])
             if first is None:
@@ -107,6 +113,8 @@ class ShardDataset(CursorDataset):
         self._pad_rows = (np.zeros(seq_len, dtype=self.dtype), np.ones(seq_len, dtype=np.bool_))
         self._grid_cache: list | None = None
         self._grids_unopened = len(self.shards)
+        self._blocks_spec = (block_bytes, cache_bytes)
+        self._blocks: ranges.BlockCache | None = None  # one per process, for remote shards
         # doc_lens has one fixed width (the most pieces any window holds), so the default
         # torch collate can stack items; unused slots are 0.
         self.max_docs = max(most_pieces(s, seq_len, not drop_last) for s in self.shards)
@@ -147,17 +155,20 @@ class ShardDataset(CursorDataset):
             L = self.seq_len
             for s in set(shard_ids):
                 if cache[s] is None:
-                    tokens, mask = self.shards[s].arrays()
-                    full = self.shards[s].tokens // L * L
-                    cache[s] = (np.asarray(tokens[:full]).view(np.ndarray).reshape(-1, L),
-                                None if mask is None else
-                                np.asarray(mask[:full]).view(np.ndarray).reshape(-1, L))
+                    tokens, mask = self.shards[s].arrays(self._block_cache())
+                    cache[s] = (ranges.window_grid(tokens, L),
+                                None if mask is None else ranges.window_grid(mask, L))
                     self._grids_unopened -= 1
         return cache
 
+    def _block_cache(self) -> ranges.BlockCache:
+        if self._blocks is None:
+            self._blocks = ranges.BlockCache(*self._blocks_spec)
+        return self._blocks
+
     def __getstate__(self):
         return {**self.__dict__, "_grid_cache": None, "_grids_unopened": len(self.shards),
-                "mesh": None}
+                "mesh": None, "_blocks": None}
 
     def _fill(self, windows: np.ndarray) -> dict[str, torch.Tensor]:
         """A batch for ``windows``: input_ids/labels [n, L], doc_lens [n, max docs], index."""
@@ -176,12 +187,17 @@ class ShardDataset(CursorDataset):
         any_tail = bool(tail.any())
         sl, ll = shard_of.tolist(), local.tolist()
         grids = self._grids(sl)
+        for s in set(sl):  # remote shards: this batch's blocks in one batch of requests
+            ranges.prefetch(grids[s], local[(shard_of == s) & ~tail])
         # Rows in the files' dtype, one gather, then widened for ids and labels at once.
         raw = np.empty((n, L), dtype=self.dtype)
         if not n:
             pass
         elif sl[0] == sl[-1] and not any_tail and (shard_of == sl[0]).all():
-            np.take(grids[sl[0]][0], local, axis=0, out=raw, mode="clip")  # one shard
+            if isinstance(grids[sl[0]][0], ranges.RangeGrid):
+                grids[sl[0]][0].take(local, out=raw)
+            else:
+                np.take(grids[sl[0]][0], local, axis=0, out=raw, mode="clip")  # one shard
         else:
             pad = self._pad_rows[0]
             np.concatenate([grids[s][0][w] if w < len(grids[s][0]) else pad
@@ -239,7 +255,7 @@ class ShardDataset(CursorDataset):
                    dl: np.ndarray) -> None:
         """One row from the partial last window ``w`` of ``shard``, padded with EOS."""
         L = self.seq_len
-        tokens, mask = shard.arrays()
+        tokens, mask = shard.arrays(self._block_cache())
         a = w * L
         b = min(a + L, shard.tokens)
         ids[:b - a] = tokens[a:b]

@@ -107,7 +107,7 @@ class StreamingMixture(CursorDataset):
             raise ConfigError(cfg.where, "total_tokens", f"{cfg.total_tokens} is less than one "
                               f"sequence per stream ({streams} x seq_len {seq_len})")
         self.units = [source_units(s, cfg.where, i) for i, s in enumerate(cfg.sources)]
-        self.info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where)
+        self.info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where, cfg.storage_options)
         self.fingerprint = self._fingerprint()
         self._encoder: Encoder | None = None
         self._skip = self._yielded = 0
@@ -120,12 +120,13 @@ class StreamingMixture(CursorDataset):
                                       self.drop_last, cfg.total_tokens, cfg.skip_bad_records,
                                       self.info.sha256)).encode())
         for src, units in zip(cfg.sources, self.units):
-            fields = {k: v for k, v in dataclasses.asdict(src).items() if k != "paths"}
+            fields = {k: v for k, v in dataclasses.asdict(src).items()
+                      if k not in ("paths", "storage_options")}  # where, not what
             digest.update(repr(sorted(fields.items(), key=lambda kv: kv[0])).encode())
             for paths, label in units:
                 digest.update(label.encode() + b"\0")
                 for p in paths:
-                    digest.update(hash_input(p).encode())
+                    digest.update(hash_input(p, cfg.storage_options).encode())
         return digest.hexdigest()[:32]
 
     @property

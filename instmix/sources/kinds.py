@@ -117,7 +117,8 @@ class Kind:
                 return select is None or select(base + i)
 
             for pos, rec in iter_records(path, columns=columns, txt_unit=src.txt_unit,
-                                         skip_bad=skip_bad, stats=stats, select=keep):
+                                         skip_bad=skip_bad, stats=stats, select=keep,
+                                         storage_options=src.storage_options):
                 try:
                     doc = self.document(src, path, label, pos, rec)
                 except InputError:

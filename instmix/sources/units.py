@@ -17,9 +17,11 @@ def source_units(src: SourceConfig, where: str, index: int) -> list[tuple[list[s
     """Cache units of a source: ``(paths, label)`` per input file, or one for the source.
 
     A file's label is its path relative to its own pattern's fixed base
-    (:func:`instmix.io.paths.resolve_inputs`), never to the other files of the source.
+    (:func:`instmix.io.paths.resolve_inputs`), never to the other files of the source; the
+    same files under a local folder or an object-store prefix get the same labels.
     """
-    inputs = resolve_inputs(src.paths, where=where, key=f"sources[{index}].paths")
+    inputs = resolve_inputs(src.paths, where=where, key=f"sources[{index}].paths",
+                            storage_options=src.storage_options)
     if get_kind(src.kind).per_file:
         seen: dict[str, str] = {}
         for p, label in inputs:

@@ -18,7 +18,8 @@ A unit folder holds:
 
 Folders are written under a temporary name and renamed when complete, so an interrupted
 run leaves nothing that is ever read as a cache. Every open re-checks the checksums; a
-damaged unit is set aside and rebuilt, with a warning.
+damaged unit is set aside and rebuilt, with a warning. A cache on an object store is
+mirrored locally (:mod:`.remote_cache`).
 
 No document holds the EOS id anywhere but at its end: a text the tokenizer maps to EOS
 inside (a tokenizer whose EOS is an ordinary word) is refused, or skipped and counted as
@@ -42,6 +43,7 @@ import numpy as np
 
 from instmix.config import SourceConfig
 from instmix.errors import InputError, InstmixError
+from instmix.io import fs
 from instmix.io.atomic import make_temp_dir, temp_name
 from instmix.io.hashing import hash_input, sha256_file
 from instmix.sources.kinds import batch_documents
@@ -50,6 +52,7 @@ from instmix.sources.registry import get_kind
 from .encoder import BackendMismatch, Encoder
 from .facts import TokenizerInfo
 from .framing import Encoded, encode_documents, inner_eos
+from .remote_cache import fetch_unit, mirror_root, upload_unit
 from .unit_check import META, DamagedUnit, check_unit, load_meta, meta_digest
 
 CACHE_VERSION = 4  # 3: documents with cuts encoded at their ends; 4: checksummed units,
@@ -66,9 +69,13 @@ def format_key(src: SourceConfig) -> dict:
 
 
 def unit_key(src: SourceConfig, paths: Sequence[str], label: str, tok: TokenizerInfo,
-             file_hash: Callable[[str], str] = hash_input, *, skip_bad: bool = False) -> str:
+             file_hash: Callable[[str], str] | None = None, *, skip_bad: bool = False) -> str:
     """Fingerprint of everything a unit's content depends on: inputs, tokenizer, format
-    options, label (document ids) and ``skip_bad_records`` (which records are kept)."""
+    options, label (document ids) and ``skip_bad_records`` (which records are kept).
+    Inputs enter by content (``file_hash``, default :func:`hash_input`), never by place."""
+    if file_hash is None:
+        def file_hash(p: str) -> str:
+            return hash_input(p, src.storage_options)
     blob = json.dumps({"version": CACHE_VERSION, "tokenizer": tok.cache_key(),
                        "format": format_key(src), "label": label, "skip_bad": skip_bad,
                        "inputs": [_hash(file_hash, p) for p in paths]}, sort_keys=True)
@@ -282,10 +289,20 @@ class UnitWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def open_unit(root: str, key: str, dtype: str) -> CacheUnit | None:
+def open_unit(root: str, key: str, dtype: str, storage_options=None) -> CacheUnit | None:
     """The unit ``root/key`` if it exists and its checksums hold; a damaged one is set
-    aside (and so rebuilt by the caller) with a warning."""
-    folder = os.path.join(root, key)
+    aside (and so rebuilt by the caller) with a warning. A remote ``root``'s unit is read
+    from its local mirror (downloaded first when needed); one tokenized here but not yet
+    uploaded is uploaded now."""
+    if fs.is_url(root):
+        folder = fetch_unit(root, key, storage_options)
+        if folder is None:
+            mirrored = os.path.join(mirror_root(), key)
+            if not os.path.isdir(mirrored) or open_unit(mirror_root(), key, dtype) is None:
+                return None
+            folder = upload_unit(root, key, storage_options)
+    else:
+        folder = os.path.join(root, key)
     if not os.path.isdir(folder):
         return None
     try:
@@ -304,7 +321,7 @@ def build_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], lab
     With a fast backend, a sampled mismatch abandons the unit and encodes it again, whole,
     with the reference: no id from a backend that disagreed is ever cached.
     """
-    unit = open_unit(root, key, info.dtype)
+    unit = open_unit(root, key, info.dtype, src.storage_options)
     if unit is not None:
         return unit
     args = (root, key, src, paths, label, info)
@@ -325,7 +342,8 @@ def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], la
                 batch_bytes: int, progress: Callable[[int], None] | None) -> CacheUnit:
     kind = get_kind(src.kind)
     with_mask = src.loss != "all"
-    writer = UnitWriter(root, key, info, with_mask)
+    remote = fs.is_url(root)
+    writer = UnitWriter(mirror_root() if remote else root, key, info, with_mask)
     skipped: dict = {}
     encoder.start_unit()
     try:
@@ -355,11 +373,14 @@ def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], la
         if writer.documents == 0:
             raise InstmixError(f"{', '.join(paths)}: no documents (skipped: "
                                f"{skipped or 'none'})")
-        # written and hashed just now; every later open checks it
-        return CacheUnit(writer.publish(skipped, encoder.backend), info.dtype, check=False)
+        published = writer.publish(skipped, encoder.backend)
     except BaseException:
         writer.abort()
         raise
+    if remote:
+        published = upload_unit(root, key, src.storage_options)
+    # written and hashed just now; every later open checks it
+    return CacheUnit(published, info.dtype, check=False)
 
 
 def _set_aside(folder: str) -> None:

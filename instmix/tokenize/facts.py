@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from tokenizers import Tokenizer
 
 from instmix.config import TokenizerSpec
 from instmix.errors import ConfigError
+from instmix.io import fs
 from instmix.io.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -142,10 +144,18 @@ def _template_bos(json_path: str) -> str | None:
     return None
 
 
-def load_tokenizer_info(spec: TokenizerSpec, dtype: str = "auto", where: str = "<dict>"
-                        ) -> TokenizerInfo:
-
-    json_path = tokenizer_json_path(spec.path, where)
+def load_tokenizer_info(spec: TokenizerSpec, dtype: str = "auto", where: str = "<dict>",
+                        storage_options: Mapping | None = None) -> TokenizerInfo:
+    """Read the tokenizer's facts; a URL is downloaded first (``tokenizer.json``, or a folder's
+    ``tokenizer.json`` and ``tokenizer_config.json``)."""
+    path = spec.path
+    if fs.is_url(path):
+        names = () if path.endswith(".json") else ("tokenizer.json", "tokenizer_config.json")
+        try:
+            path = fs.local_copy(path, names, storage_options)
+        except FileNotFoundError:
+            raise ConfigError(where, "tokenizer.path", f"{path}: not found") from None
+    json_path = tokenizer_json_path(path, where)
     try:
         tok = Tokenizer.from_file(json_path)
     except Exception as e:  # tokenizers raises a plain Exception on a bad file

@@ -1,0 +1,203 @@
+"""Issue 13 benchmark: the build on Ray and over S3, and ShardDataset over S3, each against
+the local baseline measured in the same run.
+
+    python bench/corpus.py            # once: bench/data/corpus (53 MB of English text)
+    python bench/scaleout.py          # -> bench/data/scaleout/results.json and a table
+
+1. ``instmix build`` (CLI, end to end) locally and with ``--executor ray`` (a local Ray it
+   starts itself: a head and one worker process per core), and the same build through an
+   already running Ray (what a cluster user sees); outputs compared file for file.
+2. An ``s3://`` -> ``s3://`` build (inputs, tokenizer, cache and output on a moto S3 server
+   on loopback, in its own process) against the local -> local build.
+3. ``ShardDataset`` over the ``s3://`` build vs the local one: shuffled ``seq_len`` 2048
+   items, tokens/s (default block cache: 64 KiB blocks, 256 MiB).
+Fresh caches for every build. Measuring runs take ``/tmp/bench.lock`` after preparing data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+TOKENIZER = os.path.join(ROOT, "tests", "fixtures", "dolma2-tokenizer.json")
+ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+       "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def tree(folder: str) -> dict[str, bytes]:
+    out = {}
+    for d, _, names in os.walk(folder):
+        for n in names:
+            p = os.path.join(d, n)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, folder)] = f.read()
+    return out
+
+
+def write_cfg(work: str, name: str, files: list[str], out: str, cache: str, tok: str) -> str:
+    cfg = {"tokenizer": tok, "seed": 0, "output": out, "cache_dir": cache,
+           "sources": [{"name": "corpus", "paths": files}]}
+    path = os.path.join(work, name + ".yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return path
+
+
+def cli_build(cfg: str, *extra: str, env: dict | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "instmix", "build", "--no-progress", cfg, *extra],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+    return time.perf_counter() - t
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default=os.path.join(ROOT, "bench", "data", "corpus"))
+    ap.add_argument("--work", default=os.path.join(ROOT, "bench", "data", "scaleout"))
+    ap.add_argument("--files", type=int, default=0, help="use only the first N files")
+    ap.add_argument("--items", type=int, default=3000, help="ShardDataset items per reader")
+    ap.add_argument("--no-lock", action="store_true", help="do not wait for /tmp/bench.lock "
+                    "(debugging at small scale; the figures then share the machine)")
+    args = ap.parse_args()
+    files = sorted(glob.glob(os.path.join(args.corpus, "*.jsonl.zst")))
+    if args.files:
+        files = files[:args.files]
+    if not files:
+        raise SystemExit(f"no corpus in {args.corpus}: run python bench/corpus.py first")
+    mb = sum(os.path.getsize(f) for f in files) / 1e6
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    w = args.work
+    res: dict = {"files": len(files), "compressed_mb": round(mb, 1), "cores": os.cpu_count()}
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ.update(ENV, AWS_ENDPOINT_URL=endpoint)
+    try:
+        import s3fs
+
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        s3 = s3fs.S3FileSystem(endpoint_url=endpoint)
+        s3.mkdir("bench")
+        for f in files:
+            s3.put_file(f, f"bench/corpus/{os.path.basename(f)}")
+        s3.put_file(TOKENIZER, "bench/tok/tokenizer.json")
+        s3_files = [f"s3://bench/corpus/{os.path.basename(f)}" for f in files]
+
+        lock = open("/tmp/bench.lock", "a")
+        if not args.no_lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        # warm-up (page cache, tokenizer load), untimed
+        cli_build(write_cfg(w, "warmup", files, f"{w}/warmup", f"{w}/c-warmup", TOKENIZER))
+        # 1. local vs Ray (CLI end to end, then a warm Ray in this process)
+        local_cfg = write_cfg(w, "local", files, f"{w}/local", f"{w}/c-local", TOKENIZER)
+        res["local_s"] = cli_build(local_cfg)
+        ray_cfg = write_cfg(w, "ray", files, f"{w}/ray", f"{w}/c-ray", TOKENIZER)
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        os.environ.clear()
+        os.environ.update(env)
+        res["ray_cli_s"] = cli_build(ray_cfg, "--executor", "ray")
+        res["ray_identical"] = tree(f"{w}/ray") == tree(f"{w}/local")
+
+        import instmix
+        from instmix.builder.executor import make_executor
+
+        t = time.perf_counter()
+        ex = make_executor("ray")
+        ex.map(len, [[1]] * 4)  # workers up
+        res["ray_start_s"] = time.perf_counter() - t
+        try:
+            cfg = instmix.load_config(write_cfg(w, "warm", files, f"{w}/warm", f"{w}/c-warm",
+                                                TOKENIZER))
+            t = time.perf_counter()
+            manifest = instmix.build(cfg, executor=ex)
+            res["ray_warm_s"] = time.perf_counter() - t
+        finally:
+            ex.close()
+        res["tokens"] = manifest["total_tokens"]
+        res["warm_identical"] = tree(f"{w}/warm") == tree(f"{w}/local")
+        # local in this process too, as the warm Ray's baseline
+        cfg = instmix.load_config(write_cfg(w, "local2", files, f"{w}/local2", f"{w}/c-local2",
+                                            TOKENIZER))
+        t = time.perf_counter()
+        instmix.build(cfg)
+        res["local_inproc_s"] = time.perf_counter() - t
+
+        # 2. s3 -> s3 vs local -> local
+        s3_cfg = write_cfg(w, "s3", s3_files, "s3://bench/builds/x", "s3://bench/cache",
+                           "s3://bench/tok/tokenizer.json")
+        res["s3_s"] = cli_build(s3_cfg)
+        gen = json.loads(s3.cat_file("bench/builds/x/manifest.json"))["generation"]
+        got = {p.split(gen + "/", 1)[1]: s3.cat_file(p) for p in s3.find(f"bench/builds/x/{gen}")}
+        res["s3_identical"] = got == tree(f"{w}/local")
+
+        # 3. ShardDataset: local vs s3
+        from instmix.serve.shard_dataset import ShardDataset
+
+        def rate(path: str) -> tuple[float, float]:
+            t = time.perf_counter()
+            ds = ShardDataset(path, 2048, seed=1)
+            opened = time.perf_counter() - t
+            n = 0
+            t = time.perf_counter()
+            for _, item in zip(range(args.items), ds):
+                n += item["input_ids"].numel()
+            return n / (time.perf_counter() - t), opened
+
+        res["sd_local_tok_s"], res["sd_local_open_s"] = rate(f"{w}/local")
+        res["sd_s3_tok_s"], res["sd_s3_open_s"] = rate("s3://bench/builds/x")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        moto.terminate()
+        moto.wait()
+    res["ray_cli_speed"] = res["local_s"] / res["ray_cli_s"]
+    res["ray_warm_speed"] = res["local_inproc_s"] / res["ray_warm_s"]
+    res["s3_speed"] = res["local_s"] / res["s3_s"]
+    res["sd_s3_ratio"] = res["sd_s3_tok_s"] / res["sd_local_tok_s"]
+    with open(os.path.join(w, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    tok = res["tokens"]
+    print(f"corpus: {res['files']} files, {res['compressed_mb']} MB zst, {tok:,} tokens, "
+          f"{res['cores']} cores")
+    print(f"local build (CLI)        {res['local_s']:7.1f} s  {tok / res['local_s'] / 1e6:5.2f} M tok/s")
+    print(f"ray build (CLI, starts)  {res['ray_cli_s']:7.1f} s  speed x{res['ray_cli_speed']:.2f}"
+          f"  identical={res['ray_identical']}")
+    print(f"local build (in process) {res['local_inproc_s']:7.1f} s")
+    print(f"ray build (warm Ray)     {res['ray_warm_s']:7.1f} s  speed x{res['ray_warm_speed']:.2f}"
+          f"  identical={res['warm_identical']}  (Ray start {res['ray_start_s']:.1f} s)")
+    print(f"s3 -> s3 build (CLI)     {res['s3_s']:7.1f} s  speed x{res['s3_speed']:.2f}"
+          f"  identical={res['s3_identical']}")
+    print(f"ShardDataset local       {res['sd_local_tok_s'] / 1e6:7.1f} M tok/s "
+          f"(open {res['sd_local_open_s']:.2f} s)")
+    print(f"ShardDataset s3          {res['sd_s3_tok_s'] / 1e6:7.1f} M tok/s "
+          f"(open {res['sd_s3_open_s']:.2f} s)  x{res['sd_s3_ratio']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
