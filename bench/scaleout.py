@@ -113,6 +113,8 @@ def main() -> None:
         lock = open("/tmp/bench.lock", "a")
         if not args.no_lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+        res["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
+        res["started_utc"] = time.strftime("%H:%M:%S", time.gmtime())
         # warm-up (page cache, tokenizer load), untimed
         cli_build(write_cfg(w, "warmup", files, f"{w}/warmup", f"{w}/c-warmup", TOKENIZER))
         # 1. local vs Ray (CLI end to end, then a warm Ray in this process)
@@ -172,6 +174,7 @@ def main() -> None:
 
         res["sd_local_tok_s"], res["sd_local_open_s"] = rate(f"{w}/local")
         res["sd_s3_tok_s"], res["sd_s3_open_s"] = rate("s3://bench/builds/x")
+        res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         fcntl.flock(lock, fcntl.LOCK_UN)
     finally:
         moto.terminate()
@@ -184,7 +187,8 @@ def main() -> None:
         json.dump(res, f, indent=1)
     tok = res["tokens"]
     print(f"corpus: {res['files']} files, {res['compressed_mb']} MB zst, {tok:,} tokens, "
-          f"{res['cores']} cores")
+          f"{res['cores']} cores; started {res['started_utc']} UTC, load average "
+          f"{res['loadavg_start']} -> {res['loadavg_end']}")
     print(f"local build (CLI)        {res['local_s']:7.1f} s  {tok / res['local_s'] / 1e6:5.2f} M tok/s")
     print(f"ray build (CLI, starts)  {res['ray_cli_s']:7.1f} s  speed x{res['ray_cli_speed']:.2f}"
           f"  identical={res['ray_identical']}")

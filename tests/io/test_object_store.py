@@ -19,6 +19,7 @@ from s3server import MotoS3, ThrottlingProxy, fresh_fs
 
 import instmix
 from instmix.errors import InstmixError, VerifyError
+from instmix.format.manifest import manifest_digest
 from instmix.format.verify import verify
 from instmix.io import fs
 
@@ -122,7 +123,10 @@ def test_s3_to_s3_build_equals_the_local_build_file_for_file(s3, local_build, s3
     # the prefix holds the commit point and that one generation only
     assert set(tree) == {"manifest.json"} | {f"{gen}/{k}" for k in committed}
     top = json.loads(tree["manifest.json"])
-    assert top.pop("generation") == gen and top == lm
+    assert top["manifest_sha256"] == manifest_digest(top)  # sealed with its generation
+    assert top.pop("generation") == gen
+    assert {k: v for k, v in top.items() if k != "manifest_sha256"} == \
+        {k: v for k, v in lm.items() if k != "manifest_sha256"}
 
 
 def test_remote_cache_units_are_reused(s3, s3_build):
