@@ -98,7 +98,7 @@ def test_text_or_empty_file_named_parquet(tmp_path, content):
 def test_io_error_while_reading_and_unreadable_file(tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "d.jsonl", ROWS)
     cfg = config(tmp_path, [{"name": "d", "paths": [path]}])
-    import instmix.io.hashing as hashing
+    import instmix.io.fs as fsio  # every local read of an input goes through its open
 
     real_open = open
 
@@ -107,16 +107,14 @@ def test_io_error_while_reading_and_unreadable_file(tmp_path, monkeypatch):
             raise PermissionError(errno.EACCES, "Permission denied", p)
         return real_open(p, *a, **k)
 
-    monkeypatch.setattr(hashing, "open", no_read, raising=False)
+    monkeypatch.setattr(fsio, "open", no_read, raising=False)
     with pytest.raises(InputError, match=r"d.jsonl: cannot read \(Permission denied\)"):
         build(cfg)
     monkeypatch.undo()
-    import instmix.io.compressed as compressed
-
     def eio(p, *a, **k):
         raise OSError(errno.EIO, "Input/output error", p)
 
-    monkeypatch.setattr(compressed, "open", eio, raising=False)
+    monkeypatch.setattr(fsio, "open", eio, raising=False)
     with pytest.raises(InputError, match=r"d.jsonl: cannot read \(Input/output error\)"):
         read_all(path)
 
