@@ -11,8 +11,10 @@ progress bar).
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,10 +24,22 @@ from instmix.io import fs
 from .executor import available_cores
 
 MAX_RETRIES = 3
+# what every build task imports: loaded by each worker when the executor starts, so no task
+# pays for it
+WARM_MODULES = ("instmix.tokenize.jobs", "instmix.builder.tasks")
 
 
 def _run(fn, item):
     return fn(item)
+
+
+def _warm(hold: float) -> int:
+    """On a worker: import the build's modules, then hold the slot briefly so that the
+    warm-up tasks spread over every worker."""
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    time.sleep(hold)
+    return os.getpid()
 
 
 def _probe(path: str, storage_options) -> str | None:
@@ -70,6 +84,9 @@ class RayExecutor:
                 raise InstmixError(f"--ray-address {address}: cannot connect ({e})") from None
             self.started = True
         self._remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(_run)
+        self._probe = ray.remote(max_retries=max_retries)(_probe)
+        warm = ray.remote(_warm)
+        ray.get([warm.remote(0.2) for _ in range(self.workers)])
 
     @property
     def workers(self) -> int:
@@ -113,8 +130,7 @@ class RayExecutor:
             with open(probe, "wb") as f:
                 f.write(b"instmix")
         try:
-            task = self.ray.remote(max_retries=self.max_retries)(_probe)
-            err = self.ray.get(task.remote(probe, dict(storage_options or {})))
+            err = self.ray.get(self._probe.remote(probe, dict(storage_options or {})))
         finally:
             if fs.is_url(probe):
                 fs.filesystem(probe, storage_options).rm_file(
