@@ -25,7 +25,7 @@ from instmix.sources.units import source_units
 from instmix.tokenize.cache import CacheUnit, build_unit, format_key, open_unit, unit_key
 from instmix.tokenize.encoder import Encoder
 from instmix.tokenize.facts import TokenizerInfo, load_tokenizer_info
-from instmix.tokenize.jobs import UnitJob, UnitTokenizer
+from instmix.tokenize.jobs import UnitJob, UnitTokenizer, preload
 
 from . import cleaning
 from .executor import Executor, LocalExecutor, available_cores
@@ -280,6 +280,10 @@ def tokenize(cfg: BuildConfig, progress: Progress | None = None,
              executor: Executor | None = None, counts: dict | None = None) -> Tokenized:
     """Resolve inputs, load the tokenizer and make sure every input has a token cache."""
     progress = progress or Progress(enabled=False)
+    if getattr(executor, "remote", False):  # its workers load the tokenizer meanwhile
+        spec = cfg.tokenizer
+        executor.warm(preload, spec, cfg.dtype, cfg.where, cfg.storage_options, spec.backend,
+                      spec.check_rate)
     units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
     info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where, cfg.storage_options)
     return Tokenized(info, tokenize_sources(cfg, info, progress, units=units,

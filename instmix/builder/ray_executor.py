@@ -33,6 +33,10 @@ def _run(fn, item):
     return fn(item)
 
 
+def _call(fn, args):
+    return fn(*args)
+
+
 def _warm(hold: float) -> int:
     """On a worker: import the build's modules, then hold the slot briefly so that the
     warm-up tasks spread over every worker."""
@@ -85,8 +89,10 @@ class RayExecutor:
             self.started = True
         self._remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(_run)
         self._probe = ray.remote(max_retries=max_retries)(_probe)
+        self._call = ray.remote(max_retries=0)(_call)
+        self._warming: list = []
         warm = ray.remote(_warm)
-        ray.get([warm.remote(0.2) for _ in range(self.workers)])
+        self.worker_pids = set(ray.get([warm.remote(0.2) for _ in range(self.workers)]))
 
     @property
     def workers(self) -> int:
@@ -119,6 +125,12 @@ class RayExecutor:
                 ray.cancel(r, force=True)
             raise
         return out
+
+    def warm(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` once per worker slot, without waiting (ahead of the tasks
+        that follow): workers load what a build's tasks will need while the driver
+        plans. Its results and errors are ignored."""
+        self._warming = [self._call.remote(fn, args) for _ in range(self.workers)]
 
     def check_storage(self, path: str, storage_options: Mapping | None = None) -> None:
         """Write a probe under ``path`` here and read it in a Ray task."""

@@ -16,13 +16,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from instmix.config import SourceConfig
+from instmix.config import SourceConfig, TokenizerSpec
 from instmix.io import fs
 from instmix.io.readers import SUFFIXES
 
 from .cache import build_unit
 from .encoder import Encoder
-from .facts import TokenizerInfo
+from .facts import TokenizerInfo, load_tokenizer_info
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,26 @@ def _readable(info: TokenizerInfo, data: bytes | None) -> TokenizerInfo:
             f.write(data)
         os.replace(tmp, path)
     return dataclasses.replace(info, path=path, _tokenizer=None)
+
+
+def preload(spec: TokenizerSpec, dtype: str, where: str, storage_options, backend: str,
+            check_rate: float) -> bool:
+    """On a worker of another process: load the tokenizer of a build that is about to send
+    its units here, while the driver still resolves and hashes the inputs (a
+    :class:`UnitTokenizer` with one thread then finds it loaded). Best effort: an error
+    here (say, a path this machine cannot read) surfaces in the units' own tasks."""
+    try:
+        asked = (spec, dtype, backend, check_rate, fs.stamp(spec.path, storage_options))
+        if asked in _PRELOADED:  # loaded by an earlier build: nothing to read again
+            return True
+        info = load_tokenizer_info(spec, dtype, where, storage_options)
+        key = (info.sha256, info.path, backend, check_rate, 1)
+        if key not in _ENCODERS:
+            _ENCODERS[key] = (info, Encoder(info, backend, check_rate, 1))
+        _PRELOADED.add(asked)
+    except Exception:  # noqa: BLE001 - reported by the units that need it
+        return False
+    return True
+
+
+_PRELOADED: set = set()  # (spec, dtype, backend, check_rate, file stamp) loaded here
