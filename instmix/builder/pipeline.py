@@ -321,7 +321,8 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
         stage = dest = make_temp_dir(cfg.output)
     try:
         if getattr(executor, "remote", False):
-            executor.check_storage(dest, so)
+            for where in (cfg.resolved_cache_dir, dest):  # what its shard tasks read, write
+                executor.check_storage(where, so)
             tasks = shard_tasks(cfg, info, pools, draws, src, pos, dest)
             shards = write_shard_tasks(tasks, pools, progress, executor, counts)
         else:

@@ -170,9 +170,9 @@ def _get(ray, ref):
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as e:
-        cause = e.as_instanceof_cause()
+        cause = getattr(e, "cause", None)  # the task's own exception, without Ray's header
         if isinstance(cause, InstmixError):
-            raise InstmixError(str(cause).splitlines()[0]) from None
+            raise InstmixError(str(cause)) from None
         raise
     except ray.exceptions.WorkerCrashedError as e:
         raise InstmixError(f"a Ray worker died {MAX_RETRIES + 1} times on one task ({e})"
