@@ -284,11 +284,12 @@ def main() -> None:
     raw_short = {"gigatoken": run_raw("gigatoken", args.tokenizer, shorts)}
     src = lambda paths, **kw: [{"name": "corpus", "paths": paths, **kw}]  # noqa: E731
     start = run_build(args.work, "one-document", src([tiny]), args.tokenizer)
-    b4 = run_build(args.work, "build-4x", src(four), args.tokenizer)
+    b4 = run_build(args.work, "build-4x", src(four, id_field="id"), args.tokenizer)
     b1 = run_build(args.work, "build-1x", src(one), args.tokenizer)
     bs = run_build(args.work, "build-short", src(shorts, kind="openorca"), args.tokenizer)
     first = sorted(cores)[0]
-    b4_1 = run_build(args.work, "build-4x-1core", src(four), args.tokenizer, cores=str(first))
+    b4_1 = run_build(args.work, "build-4x-1core", src(four, id_field="id"), args.tokenizer,
+                     cores=str(first))
     start_1 = run_build(args.work, "one-document-1core", src([tiny]), args.tokenizer,
                         cores=str(first))
     same = {}
