@@ -1,5 +1,6 @@
 """Real torch.distributed (gloo) processes: equal steps under DistributedDataParallel for
-both datasets and three loaders, and data-parallel device meshes."""
+both datasets (StreamingMixture with either tail) and three loaders, and data-parallel
+device meshes."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def _port() -> int:
 def _dataset(kind: str, data: dict, **kw):
     if kind == "shard":
         return instmix.ShardDataset(data["build"], SEQ, seed=2, **kw)
+    if kind == "wrap":  # the last step completed from the epoch's start
+        kw["tail"] = "wrap"
     return instmix.StreamingMixture(data["stream"], SEQ, streams=6, block_size=16, **kw)
 
 
@@ -69,8 +72,10 @@ def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
             torch.nn.Embedding(1000, 4), torch.nn.Linear(4, 1)))
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         results = {}
-        for kind in ("shard", "stream"):
+        for kind in ("shard", "stream", "wrap"):
             for name in ("instmix", "torch", "stateful"):
+                if kind == "wrap" and name == "stateful":
+                    continue  # the same dataset iterator as under torch's loader
                 for workers in (0, 2):
                     # the datasets take rank and world size from the process group
                     ds = _dataset(kind, data, batch_size=BATCH)
@@ -126,11 +131,15 @@ def test_equal_steps_under_ddp(data, tmp_path, world):
     for (kind, name, workers), ranks in results.items():
         n = n_shard if kind == "shard" else 6 * 7
         assert n % per_step, "the epoch must not divide into steps for this test"
-        steps = n // per_step
+        steps = n // per_step if kind != "wrap" else -(-n // per_step)
         for expected, seen in ranks:  # every rank: the same whole steps, len() true
             assert expected == steps, (kind, name, workers)
             assert len(seen) == steps * BATCH, (kind, name, workers)
         everything = [i for _, seen in ranks for i in seen]
+        if kind == "wrap":  # every sequence, and the epoch's first ones once more
+            extra = steps * per_step - n
+            assert sorted(everything) == sorted([*range(n), *range(extra)]), (name, workers)
+            continue
         assert len(set(everything)) == len(everything), (kind, name, workers)  # none twice
         assert set(everything) <= set(range(n))
 

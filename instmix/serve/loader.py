@@ -15,6 +15,7 @@ step, ``"wrap"`` fills it from the start of the epoch), and ``len()`` is that nu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,14 +26,53 @@ from torch.utils.data import IterableDataset
 from instmix.errors import InstmixError
 
 from .sharding import RuntimeContext, check_tail, current_worker, data_parallel
-from .state import STATE_VERSION, check_state
+from .state import POSITIONS, STATE_VERSION, check_state
 
-_CURSOR = "_instmix_cursor"
-_PACKED = "_instmix_packed"
+
+class _Item:
+    """One batch with its cursor, as a worker hands it over. Pickled (a worker's result
+    queue), its tensors travel as the bytes of one buffer inside the pickle: torch would
+    send every tensor storage through a shared-memory file and a descriptor handshake with
+    the worker, which costs more than copying a small batch. In one process it is not
+    pickled and nothing is copied. torch's default_convert leaves it alone (a cursor is
+    no tensor) and its pin-memory thread calls :meth:`pin_memory`."""
+
+    __slots__ = ("cursor", "batch")
+
+    def __init__(self, cursor: dict, batch: dict):
+        self.cursor, self.batch = cursor, batch
+
+    def __getstate__(self):
+        views, buf = [], bytearray()
+        rest = {}
+        for k, v in self.batch.items():
+            if not isinstance(v, torch.Tensor):
+                rest[k] = v
+                continue
+            t = v.detach().cpu().contiguous()
+            buf += bytes(-len(buf) % 8)  # each tensor at an 8-byte boundary
+            views.append((k, len(buf), list(t.shape), t.dtype))
+            if t.numel():
+                buf += memoryview(t.reshape(-1).view(torch.uint8).numpy())
+        return self.cursor, rest, views, buf
+
+    def __setstate__(self, state):
+        self.cursor, rest, views, buf = state
+        flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else \
+            torch.zeros(0, dtype=torch.uint8)
+        self.batch = dict(rest)
+        for k, at, shape, dtype in views:
+            n = math.prod(shape) * dtype.itemsize
+            self.batch[k] = flat[at:at + n].view(dtype).reshape(shape)
+
+    def pin_memory(self, device=None):
+        self.batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v
+                      for k, v in self.batch.items()}
+        return self
 
 
 class _BatchStream(IterableDataset):
-    """Runs in each worker: the batches of this rank and worker, each tagged with its cursor."""
+    """Runs in each worker: the batches of this rank and worker, each with its cursor."""
 
     def __init__(self, dataset, cursor: dict, batch_size: int, tail: str, rank: int,
                  world_size: int):
@@ -43,44 +83,9 @@ class _BatchStream(IterableDataset):
     def __iter__(self):
         worker, workers = current_worker()
         ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
-        in_worker = torch.utils.data.get_worker_info() is not None
         for cursor, batch in self.dataset.iter_batches(self.cursor, self.batch_size, ctx,
                                                        self.tail):
-            if in_worker:
-                batch = _pack(batch)
-            batch[_CURSOR] = cursor
-            yield batch
-
-
-def _pack(batch: dict) -> dict:
-    """A worker's batch as one tensor plus views to remake (:func:`_unpack`): torch sends
-    every tensor's storage through its own shared-memory file and descriptor handshake
-    with the worker, so one storage per batch instead of four saves most of the hand-over
-    of small batches."""
-    keys = [k for k, v in batch.items() if isinstance(v, torch.Tensor)]
-    ts = [batch[k] for k in keys]
-    if len(ts) < 2 or any(t.dtype != ts[0].dtype or t.device != ts[0].device for t in ts):
-        return batch
-    storage = ts[0].untyped_storage()
-    if all(t.untyped_storage().data_ptr() == storage.data_ptr() for t in ts):
-        flat = torch.empty(0, dtype=ts[0].dtype, device=ts[0].device).set_(storage)
-        views = [(k, t.storage_offset(), list(t.shape), list(t.stride())) for k, t in zip(keys, ts)]
-    else:
-        flat = torch.cat([t.reshape(-1) for t in ts])
-        views, at = [], 0
-        for k, t in zip(keys, ts):
-            views.append((k, at, list(t.shape), list(t.contiguous().stride())))
-            at += t.numel()
-    out = {k: v for k, v in batch.items() if k not in keys}
-    out[_PACKED] = (flat, views)
-    return out
-
-
-def _unpack(batch: dict) -> dict:
-    flat, views = batch.pop(_PACKED)
-    for k, offset, shape, stride in views:
-        batch[k] = flat.as_strided(shape, stride, offset)
-    return batch
+            yield _Item(cursor, batch)
 
 
 class DataLoader:
@@ -132,9 +137,9 @@ class DataLoader:
                                              num_workers=self.num_workers, **self.kwargs)
         parts = max(self.num_workers, 1) if getattr(self.dataset, "split_steps", False) else 1
         got: list[dict] = []
-        for batch in loader:
-            cursor = _plain(batch.pop(_CURSOR))
-            got.append(_unpack(batch) if _PACKED in batch else batch)
+        for item in loader:
+            cursor = item.cursor
+            got.append(item.batch)
             if parts > 1:
                 self._pending = _join_cursors([self._pending, cursor]) if len(got) > 1 else cursor
                 if len(got) < parts:
@@ -142,6 +147,7 @@ class DataLoader:
                 cursor, batch = self._pending, _join_parts(got)
             else:
                 batch = got[0]
+                batch.pop(POSITIONS, None)
             got = []
             self._cursor = cursor
             yield batch
@@ -211,23 +217,20 @@ def _join_cursors(cursors: list[dict]) -> dict:
 
 
 def _join_parts(parts: list[dict]) -> dict[str, torch.Tensor]:
-    """The workers' parts of one step as the rank's batch, rows in position order."""
-    width = max(p["doc_lens"].shape[1] for p in parts)
-    dl = torch.cat([torch.nn.functional.pad(p["doc_lens"], (0, width - p["doc_lens"].shape[1]))
-                    for p in parts])
-    index = torch.cat([p["index"] for p in parts])
-    order = torch.argsort(index)
-    return {"input_ids": torch.cat([p["input_ids"] for p in parts])[order],
-            "labels": torch.cat([p["labels"] for p in parts])[order],
-            "doc_lens": dl[order], "index": index[order]}
+    """The workers' parts of one step as the rank's batch, rows in global position order."""
+    # index_select and slice copies, not t[order] or F.pad: those wake torch's intra-op
+    # thread pool, milliseconds per small batch while the workers hold the other cores
+    dl = torch.zeros((sum(len(p["index"]) for p in parts),
+                      max(p["doc_lens"].shape[1] for p in parts)), dtype=torch.int64)
+    at = 0
+    for p in parts:
+        n, w = p["doc_lens"].shape
+        dl[at:at + n, :w] = p["doc_lens"]
+        at += n
+    order = torch.argsort(torch.cat([p[POSITIONS] for p in parts]))
 
+    def rows(key: str) -> torch.Tensor:
+        return torch.index_select(torch.cat([p[key] for p in parts]), 0, order)
 
-def _plain(value):
-    """Cursors come back from workers through default_convert: undo tensors."""
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    return {"input_ids": rows("input_ids"), "labels": rows("labels"),
+            "doc_lens": torch.index_select(dl, 0, order), "index": rows("index")}

@@ -24,6 +24,9 @@ from .sharding import RuntimeContext
 
 IGNORE = -100  # the label of tokens that carry no loss (torch's cross-entropy default)
 STATE_VERSION = 1
+# a split-steps dataset's batch part: its rows' global positions (the loader joins the
+# workers' parts by it and removes it); not ``index``, which a wrapped row repeats
+POSITIONS = "_instmix_positions"
 
 
 class CursorDataset(IterableDataset):
@@ -41,7 +44,9 @@ class CursorDataset(IterableDataset):
                      ) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
         """Batches of ``ctx``'s rank and worker from ``cursor``, each with the cursor after
         its global step; the epoch ends at a global step boundary (``tail``: see
-        :func:`~instmix.serve.sharding.epoch_end`)."""
+        :func:`~instmix.serve.sharding.epoch_end`). A dataset with ``split_steps`` serves
+        each worker's part of every step, with its rows' global positions under
+        :data:`POSITIONS`."""
         raise NotImplementedError
 
     def batches_left(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str

@@ -55,7 +55,7 @@ from instmix.tokenize.facts import load_tokenizer_info
 
 from .packer import END, Packer, stack
 from .sharding import RuntimeContext, check_tail, current_worker, data_parallel, epoch_end
-from .state import CursorDataset, count
+from .state import POSITIONS, CursorDataset, count
 from .streams import Stream
 
 
@@ -180,13 +180,15 @@ class StreamingMixture(CursorDataset):
             hi = lo + per_step
             if not reader.step_ok(lo, hi, tail):
                 return
-            items = [reader.item(p) for p in range(lo + (me - lo) % N, hi, N)]
+            positions = range(lo + (me - lo) % N, hi, N)
+            items = [reader.item(p) for p in positions]
             reader.advance_to(hi)
             if not reader.step_ok(lo, hi, tail):  # the end was found inside the step
                 return
             end = {"epoch": cursor["epoch"], "consumed": hi,
                    "streams": {str(s): reader.snapshot(s) for s in reader.packers}}
-            yield end, stack(items, self.seq_len)
+            yield end, {**stack(items, self.seq_len),
+                        POSITIONS: torch.tensor(positions, dtype=torch.int64)}
             lo = hi
 
     def batches_left(self, cursor: dict, batch_size: int, ctx: RuntimeContext, tail: str

@@ -1,0 +1,138 @@
+"""StreamingMixture's epoch tail with tail="wrap", and the loader's hand-over of batches
+from worker processes."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from conftest import config, write_jsonl
+
+import instmix
+from instmix.serve.loader import _Item
+
+SEQ = 64
+S = 4  # virtual streams
+PER_STREAM = 9  # sequences per stream: an epoch of 36, which no step below divides
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory, paragraphs, real_docs):
+    tmp = tmp_path_factory.mktemp("tail")
+    long = write_jsonl(tmp / "long.jsonl", real_docs[:8])
+    short = write_jsonl(tmp / "short.jsonl", [{"question": p[:50], "response": p[50:]}
+                                              for p in paragraphs[:300]])
+    return config(tmp, [{"name": "long", "paths": [long], "ratio": 3},
+                        {"name": "short", "paths": [short], "kind": "openorca", "ratio": 7,
+                         "loss": "responses", "max_repetition": 3}],
+                  seed=5, total_tokens=S * SEQ * PER_STREAM + 7)
+
+
+def _mix(cfg, **kw):
+    return instmix.StreamingMixture(cfg, SEQ, streams=S, block_size=16, **kw)
+
+
+@pytest.fixture(scope="module")
+def epoch(cfg):
+    """The whole epoch's rows by global position, read by one reader."""
+    batches = list(instmix.DataLoader(_mix(cfg), batch_size=1))
+    assert [int(b["index"]) for b in batches] == list(range(S * PER_STREAM))
+    return torch.cat([b["input_ids"] for b in batches])
+
+
+def _rows(batches):
+    return [(int(i), row) for b in batches for i, row in zip(b["index"], b["input_ids"])]
+
+
+@pytest.mark.parametrize("world,batch,workers,loader", [
+    (1, 5, 0, "instmix"), (2, 4, 2, "instmix"), (3, 5, 2, "instmix"), (3, 5, 0, "torch"),
+    (2, 4, 2, "torch")])
+def test_wrap_completes_the_last_step_with_the_epochs_first_sequences(
+        cfg, epoch, world, batch, workers, loader):
+    n = S * PER_STREAM
+    per_step = world * batch
+    assert n % per_step, "the epoch must not divide into steps for this test"
+    steps = -(-n // per_step)
+    extra = steps * per_step - n
+    got = {}  # global position -> row
+    for rank in range(world):
+        if loader == "instmix":
+            ds = _mix(cfg, rank=rank, world_size=world, tail="wrap")
+            dl = instmix.DataLoader(ds, batch_size=batch, num_workers=workers)
+        else:
+            ds = _mix(cfg, rank=rank, world_size=world, tail="wrap", batch_size=batch)
+            dl = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers)
+        batches = list(dl)
+        assert len(batches) == len(dl) == steps  # equal steps on every rank, len() true
+        if loader == "torch":  # the dataset's len(): sequences this rank reads
+            assert len(ds) == steps * batch
+        assert all(len(b["index"]) == batch for b in batches)
+        for k, b in enumerate(batches):  # rank r's rows of step k: positions k*R*B + r + j*R
+            pos = [k * per_step + rank + j * world for j in range(batch)]
+            for p, i, row in zip(pos, b["index"].tolist(), b["input_ids"]):
+                assert i == p % n
+                got[p] = (i, row)
+    assert sorted(got) == list(range(steps * per_step))
+    for p in range(n):  # no sequence skipped: every position of the epoch, its own row
+        assert got[p][0] == p and torch.equal(got[p][1], epoch[p])
+    for q in range(extra):  # the wrapped ones: the epoch's first sequences, in order
+        assert got[n + q][0] == q and torch.equal(got[n + q][1], epoch[q])
+
+
+def test_wrap_and_drop_agree_before_the_tail(cfg, epoch):
+    n, batch = S * PER_STREAM, 5
+    drop = _rows(instmix.DataLoader(_mix(cfg), batch_size=batch))
+    wrap = _rows(instmix.DataLoader(_mix(cfg, tail="wrap"), batch_size=batch))
+    assert len(drop) == n // batch * batch and len(wrap) == -(-n // batch) * batch
+    assert all(i == j and torch.equal(a, b) for (i, a), (j, b) in zip(drop, wrap))
+    assert [i for i, _ in wrap[n:]] == list(range(len(wrap) - n))
+
+
+def test_wrap_resumes_inside_the_wrapped_step(cfg, epoch):
+    """A state saved before the tail resumes to the same wrapped rows, on another layout."""
+    full = _rows(instmix.DataLoader(_mix(cfg, tail="wrap"), batch_size=5))
+    loader = instmix.DataLoader(_mix(cfg, tail="wrap"), batch_size=5, num_workers=2)
+    it = iter(loader)
+    head = _rows([next(it) for _ in range(6)])
+    state = loader.state_dict()
+    del it
+    per_rank = []
+    for rank in range(2):  # two ranks: steps of 2 x 5 sequences from position 30
+        dl = instmix.DataLoader(_mix(cfg, rank=rank, world_size=2, tail="wrap"),
+                                batch_size=5)
+        dl.load_state_dict(state)
+        per_rank.append(_rows(list(dl)))
+    assert len(per_rank[0]) == len(per_rank[1]) == 5  # one step: 30..35, then 0..3
+    rest = sorted(per_rank[0] + per_rank[1], key=lambda r: r[0])
+    assert [i for i, _ in rest] == list(range(4)) + list(range(30, 36))
+    expect = dict(full)
+    assert all(torch.equal(row, expect[i]) for i, row in head + rest)
+
+
+def test_item_hand_over_round_trip():
+    """A batch pickled across processes comes back equal: dtypes, shapes, empty tensors,
+    non-contiguous views and the cursor; unpickled tensors are writable."""
+    base = torch.arange(24, dtype=torch.int64).reshape(4, 6)
+    batch = {"input_ids": base, "labels": base.t(), "mask": base > 3,
+             "small": torch.tensor([1, 2, 3], dtype=torch.int16),
+             "half": torch.linspace(0, 1, 5, dtype=torch.float16),
+             "empty": torch.zeros((0, 7), dtype=torch.int64), "note": "x"}
+    cursor = {"epoch": 1, "consumed": 8, "streams": {"0": {"pos": 2}}}
+    back = pickle.loads(pickle.dumps(_Item(cursor, batch)))
+    assert back.cursor == cursor and back.batch["note"] == "x"
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            assert back.batch[k].dtype == v.dtype and torch.equal(back.batch[k], v), k
+    back.batch["input_ids"][0, 0] = 99
+    assert int(back.batch["input_ids"][0, 0]) == 99 and int(base[0, 0]) == 0
+
+
+def test_loader_batches_equal_with_and_without_workers(cfg):
+    ref = list(instmix.DataLoader(_mix(cfg), batch_size=3))
+    got = list(instmix.DataLoader(_mix(cfg), batch_size=3, num_workers=2))
+    assert len(ref) == len(got) == S * PER_STREAM // 3
+    for a, b in zip(ref, got):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
