@@ -10,7 +10,7 @@ import torch
 from conftest import config, write_jsonl
 
 import instmix
-from instmix.serve.loader import _Item
+from instmix.serve.handover import Handover, steps_per_item
 
 SEQ = 64
 S = 4  # virtual streams
@@ -110,22 +110,33 @@ def test_wrap_resumes_inside_the_wrapped_step(cfg, epoch):
     assert all(torch.equal(row, expect[i]) for i, row in head + rest)
 
 
-def test_item_hand_over_round_trip():
-    """A batch pickled across processes comes back equal: dtypes, shapes, empty tensors,
-    non-contiguous views and the cursor; unpickled tensors are writable."""
+def test_hand_over_round_trip():
+    """Steps pickled across processes come back equal: dtypes, shapes, empty tensors,
+    non-contiguous views, cursors; unpickled tensors are writable and not shared."""
     base = torch.arange(24, dtype=torch.int64).reshape(4, 6)
-    batch = {"input_ids": base, "labels": base.t(), "mask": base > 3,
-             "small": torch.tensor([1, 2, 3], dtype=torch.int16),
-             "half": torch.linspace(0, 1, 5, dtype=torch.float16),
-             "empty": torch.zeros((0, 7), dtype=torch.int64), "note": "x"}
-    cursor = {"epoch": 1, "consumed": 8, "streams": {"0": {"pos": 2}}}
-    back = pickle.loads(pickle.dumps(_Item(cursor, batch)))
-    assert back.cursor == cursor and back.batch["note"] == "x"
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            assert back.batch[k].dtype == v.dtype and torch.equal(back.batch[k], v), k
-    back.batch["input_ids"][0, 0] = 99
-    assert int(back.batch["input_ids"][0, 0]) == 99 and int(base[0, 0]) == 0
+    one = {"input_ids": base, "labels": base.t(), "mask": base > 3,
+           "small": torch.tensor([1, 2, 3], dtype=torch.int16),
+           "half": torch.linspace(0, 1, 5, dtype=torch.float16),
+           "empty": torch.zeros((0, 7), dtype=torch.int64), "note": "x"}
+    two = {"input_ids": base[1:, ::2] * 10, "index": torch.tensor([5])}
+    cursors = [{"epoch": 1, "consumed": 8, "streams": {"0": {"pos": 2}}},
+               {"epoch": 1, "consumed": 16, "streams": None}]
+    back = pickle.loads(pickle.dumps(Handover(list(zip(cursors, [one, two])))))
+    assert [c for c, _ in back.steps] == cursors
+    for (_, got), sent in zip(back.steps, (one, two)):
+        assert got.keys() == sent.keys()
+        for k, v in sent.items():
+            if isinstance(v, torch.Tensor):
+                assert got[k].dtype == v.dtype and torch.equal(got[k], v), k
+            else:
+                assert got[k] == v
+    back.steps[0][1]["input_ids"][0, 0] = 99
+    assert int(base[0, 0]) == 0 and int(back.steps[1][1]["input_ids"][0, 0]) == 60
+
+
+def test_steps_per_item_is_the_same_in_every_worker_and_bounded():
+    assert steps_per_item(8, 512) == 16 and steps_per_item(64, 4096) == 1
+    assert steps_per_item(3, 1000) == 16 and steps_per_item(32, 1024) == 2
 
 
 def test_loader_batches_equal_with_and_without_workers(cfg):

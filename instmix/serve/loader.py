@@ -15,77 +15,43 @@ step, ``"wrap"`` fills it from the start of the epoch), and ``len()`` is that nu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset
 
 from instmix.errors import InstmixError
 
+from .handover import Handover, steps_per_item
 from .sharding import RuntimeContext, check_tail, current_worker, data_parallel
 from .state import POSITIONS, STATE_VERSION, check_state
 
 
-class _Item:
-    """One batch with its cursor, as a worker hands it over. Pickled (a worker's result
-    queue), its tensors travel as the bytes of one buffer inside the pickle: torch would
-    send every tensor storage through a shared-memory file and a descriptor handshake with
-    the worker, which costs more than copying a small batch. In one process it is not
-    pickled and nothing is copied. torch's default_convert leaves it alone (a cursor is
-    no tensor) and its pin-memory thread calls :meth:`pin_memory`."""
-
-    __slots__ = ("cursor", "batch")
-
-    def __init__(self, cursor: dict, batch: dict):
-        self.cursor, self.batch = cursor, batch
-
-    def __getstate__(self):
-        views, buf = [], bytearray()
-        rest = {}
-        for k, v in self.batch.items():
-            if not isinstance(v, torch.Tensor):
-                rest[k] = v
-                continue
-            t = v.detach().cpu().contiguous()
-            buf += bytes(-len(buf) % 8)  # each tensor at an 8-byte boundary
-            views.append((k, len(buf), list(t.shape), t.dtype))
-            if t.numel():
-                buf += memoryview(t.reshape(-1).view(torch.uint8).numpy())
-        return self.cursor, rest, views, buf
-
-    def __setstate__(self, state):
-        self.cursor, rest, views, buf = state
-        flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else \
-            torch.zeros(0, dtype=torch.uint8)
-        self.batch = dict(rest)
-        for k, at, shape, dtype in views:
-            n = math.prod(shape) * dtype.itemsize
-            self.batch[k] = flat[at:at + n].view(dtype).reshape(shape)
-
-    def pin_memory(self, device=None):
-        self.batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v
-                      for k, v in self.batch.items()}
-        return self
-
-
 class _BatchStream(IterableDataset):
-    """Runs in each worker: the batches of this rank and worker, each with its cursor."""
+    """Runs in each worker: the batches of this rank and worker with their cursors, handed
+    over ``group`` steps at a time (one step at a time in the main process)."""
 
     def __init__(self, dataset, cursor: dict, batch_size: int, tail: str, rank: int,
-                 world_size: int):
+                 world_size: int, group: int):
         self.dataset, self.cursor = dataset, cursor
         self.batch_size, self.tail = batch_size, tail
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.group = rank, world_size, group
 
     def __iter__(self):
         worker, workers = current_worker()
         ctx = RuntimeContext(self.rank, self.world_size, worker, workers)
-        for cursor, batch in self.dataset.iter_batches(self.cursor, self.batch_size, ctx,
-                                                       self.tail):
-            yield _Item(cursor, batch)
+        group = self.group if torch.utils.data.get_worker_info() is not None else 1
+        steps = []
+        for step in self.dataset.iter_batches(self.cursor, self.batch_size, ctx, self.tail):
+            steps.append(step)
+            if len(steps) == group:
+                yield Handover(steps)
+                steps = []
+        if steps:
+            yield Handover(steps)
 
 
 class DataLoader:
@@ -127,30 +93,32 @@ class DataLoader:
             device_mesh, dp_dim = dataset.mesh  # the dataset's data-parallel group
         self._mesh, self._dp_dim = device_mesh, dp_dim
         self._cursor = dataset.initial_cursor()
-        self._pending: dict = {}
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """The rest of the current epoch; the next ``iter()`` starts the next epoch."""
+        split = getattr(self.dataset, "split_steps", False)
+        group = steps_per_item(self.batch_size, getattr(self.dataset, "seq_len", 1)) \
+            if split else 1  # whole steps go to workers in turn: one per item keeps order
         stream = _BatchStream(self.dataset, dict(self._cursor), self.batch_size, self.tail,
-                              self.rank, self.world_size)
+                              self.rank, self.world_size, group)
         loader = torch.utils.data.DataLoader(stream, batch_size=None,
                                              num_workers=self.num_workers, **self.kwargs)
-        parts = max(self.num_workers, 1) if getattr(self.dataset, "split_steps", False) else 1
-        got: list[dict] = []
+        parts = max(self.num_workers, 1) if split else 1
+        got: list[list] = []
         for item in loader:
-            cursor = item.cursor
-            got.append(item.batch)
-            if parts > 1:
-                self._pending = _join_cursors([self._pending, cursor]) if len(got) > 1 else cursor
-                if len(got) < parts:
-                    continue
-                cursor, batch = self._pending, _join_parts(got)
-            else:
-                batch = got[0]
-                batch.pop(POSITIONS, None)
+            got.append(item.steps)
+            if len(got) < parts:
+                continue
+            for step in zip(*got, strict=True):  # each worker's part of one step
+                if parts > 1:
+                    cursor = _join_cursors([c for c, _ in step])
+                    batch = _join_parts([b for _, b in step])
+                else:
+                    cursor, batch = step[0]
+                    batch.pop(POSITIONS, None)
+                self._cursor = cursor
+                yield batch
             got = []
-            self._cursor = cursor
-            yield batch
         nxt = self.dataset.next_epoch(self._cursor)
         if nxt is not None:
             self._cursor = nxt
@@ -217,20 +185,20 @@ def _join_cursors(cursors: list[dict]) -> dict:
 
 
 def _join_parts(parts: list[dict]) -> dict[str, torch.Tensor]:
-    """The workers' parts of one step as the rank's batch, rows in global position order."""
-    # index_select and slice copies, not t[order] or F.pad: those wake torch's intra-op
-    # thread pool, milliseconds per small batch while the workers hold the other cores
-    dl = torch.zeros((sum(len(p["index"]) for p in parts),
-                      max(p["doc_lens"].shape[1] for p in parts)), dtype=torch.int64)
+    """The workers' parts of one step as the rank's batch, rows in global position order.
+    In numpy: small torch ops cost tens of microseconds each, and some (advanced
+    indexing, padding) wake torch's intra-op thread pool while the workers hold the
+    cores."""
+    order = np.argsort(np.concatenate([p[POSITIONS].numpy() for p in parts]))
+    dl = np.zeros((len(order), max(p["doc_lens"].shape[1] for p in parts)), dtype=np.int64)
     at = 0
     for p in parts:
         n, w = p["doc_lens"].shape
-        dl[at:at + n, :w] = p["doc_lens"]
+        dl[at:at + n, :w] = p["doc_lens"].numpy()
         at += n
-    order = torch.argsort(torch.cat([p[POSITIONS] for p in parts]))
 
     def rows(key: str) -> torch.Tensor:
-        return torch.index_select(torch.cat([p[key] for p in parts]), 0, order)
+        return torch.from_numpy(np.concatenate([p[key].numpy() for p in parts])[order])
 
     return {"input_ids": rows("input_ids"), "labels": rows("labels"),
-            "doc_lens": torch.index_select(dl, 0, order), "index": rows("index")}
+            "doc_lens": torch.from_numpy(dl[order]), "index": rows("index")}
