@@ -10,7 +10,7 @@ import torch
 from conftest import config, write_jsonl
 
 import instmix
-from instmix.serve.handover import Handover, steps_per_item
+from instmix.serve.handover import Handover, as_tensors, cursor_of, steps_per_item
 
 SEQ = 64
 S = 4  # virtual streams
@@ -117,21 +117,24 @@ def test_hand_over_round_trip():
     one = {"input_ids": base, "labels": base.t(), "mask": base > 3,
            "small": torch.tensor([1, 2, 3], dtype=torch.int16),
            "half": torch.linspace(0, 1, 5, dtype=torch.float16),
+           "brain": torch.linspace(0, 1, 3, dtype=torch.bfloat16),
            "empty": torch.zeros((0, 7), dtype=torch.int64), "note": "x"}
     two = {"input_ids": base[1:, ::2] * 10, "index": torch.tensor([5])}
     cursors = [{"epoch": 1, "consumed": 8, "streams": {"0": {"pos": 2}}},
                {"epoch": 1, "consumed": 16, "streams": None}]
     back = pickle.loads(pickle.dumps(Handover(list(zip(cursors, [one, two])))))
-    assert [c for c, _ in back.steps] == cursors
+    assert [cursor_of(c) for c, _ in back.steps] == cursors
     for (_, got), sent in zip(back.steps, (one, two)):
+        got = as_tensors(got)
         assert got.keys() == sent.keys()
         for k, v in sent.items():
             if isinstance(v, torch.Tensor):
                 assert got[k].dtype == v.dtype and torch.equal(got[k], v), k
             else:
                 assert got[k] == v
-    back.steps[0][1]["input_ids"][0, 0] = 99
-    assert int(base[0, 0]) == 0 and int(back.steps[1][1]["input_ids"][0, 0]) == 60
+    ids = as_tensors(back.steps[0][1])["input_ids"]
+    ids[0, 0] = 99
+    assert int(base[0, 0]) == 0 and int(as_tensors(back.steps[1][1])["input_ids"][0, 0]) == 60
 
 
 def test_steps_per_item_is_the_same_in_every_worker_and_bounded():

@@ -15,6 +15,7 @@ step, ``"wrap"`` fills it from the start of the epoch), and ``len()`` is that nu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch.utils.data import IterableDataset
 
 from instmix.errors import InstmixError
 
-from .handover import Handover, steps_per_item
+from .handover import Handover, as_tensors, cursor_of, steps_per_item
 from .sharding import RuntimeContext, check_tail, current_worker, data_parallel
 from .state import POSITIONS, STATE_VERSION, check_state
 
@@ -94,6 +95,18 @@ class DataLoader:
         self._mesh, self._dp_dim = device_mesh, dp_dim
         self._cursor = dataset.initial_cursor()
 
+    @property
+    def _cursor(self) -> dict:
+        """The resume point after the last batch given out."""
+        if self._cursor_parts is not None:
+            self._cursor_value = _join_cursors([cursor_of(c) for c in self._cursor_parts])
+            self._cursor_parts = None
+        return self._cursor_value
+
+    @_cursor.setter
+    def _cursor(self, cursor: dict) -> None:
+        self._cursor_value, self._cursor_parts = cursor, None
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """The rest of the current epoch; the next ``iter()`` starts the next epoch."""
         split = getattr(self.dataset, "split_steps", False)
@@ -111,12 +124,11 @@ class DataLoader:
                 continue
             for step in zip(*got, strict=True):  # each worker's part of one step
                 if parts > 1:
-                    cursor = _join_cursors([c for c, _ in step])
                     batch = _join_parts([b for _, b in step])
                 else:
-                    cursor, batch = step[0]
+                    batch = as_tensors(step[0][1])
                     batch.pop(POSITIONS, None)
-                self._cursor = cursor
+                self._cursor_parts = [c for c, _ in step]  # joined when needed
                 yield batch
             got = []
         nxt = self.dataset.next_epoch(self._cursor)
@@ -141,7 +153,7 @@ class DataLoader:
         otherwise join the ranks' states with :func:`merge_states`."""
         ds = self.dataset
         state = {"version": STATE_VERSION, "fingerprint": ds.fingerprint, "seed": ds.seed,
-                 "cursor": dict(self._cursor)}
+                 "cursor": copy.deepcopy(self._cursor)}  # the caller's to change
         if getattr(ds, "split_steps", False) and self.world_size > 1 and dist.is_available() \
                 and dist.is_initialized():
             group = None if self._mesh is None else self._mesh.get_group(self._dp_dim)
@@ -185,20 +197,20 @@ def _join_cursors(cursors: list[dict]) -> dict:
 
 
 def _join_parts(parts: list[dict]) -> dict[str, torch.Tensor]:
-    """The workers' parts of one step as the rank's batch, rows in global position order.
-    In numpy: small torch ops cost tens of microseconds each, and some (advanced
-    indexing, padding) wake torch's intra-op thread pool while the workers hold the
-    cores."""
-    order = np.argsort(np.concatenate([p[POSITIONS].numpy() for p in parts]))
+    """The workers' parts of one step (numpy arrays) as the rank's batch, rows in global
+    position order. In numpy: small torch ops cost tens of microseconds each, and some
+    (advanced indexing, padding) wake torch's intra-op thread pool while the workers hold
+    the cores."""
+    order = np.argsort(np.concatenate([np.asarray(p[POSITIONS]) for p in parts]))
     dl = np.zeros((len(order), max(p["doc_lens"].shape[1] for p in parts)), dtype=np.int64)
     at = 0
     for p in parts:
         n, w = p["doc_lens"].shape
-        dl[at:at + n, :w] = p["doc_lens"].numpy()
+        dl[at:at + n, :w] = p["doc_lens"]
         at += n
 
     def rows(key: str) -> torch.Tensor:
-        return torch.from_numpy(np.concatenate([p[key].numpy() for p in parts])[order])
+        return torch.from_numpy(np.concatenate([np.asarray(p[key]) for p in parts])[order])
 
     return {"input_ids": rows("input_ids"), "labels": rows("labels"),
             "doc_lens": torch.from_numpy(dl[order]), "index": rows("index")}

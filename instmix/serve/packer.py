@@ -29,10 +29,12 @@ class Packer:
         self.offset = 0
 
     def snapshot(self) -> dict:
+        """The state at this sequence start. Snapshots are fresh dicts that nothing here
+        changes afterwards, so consecutive ones may share ``pipeline`` (copied once where
+        a state leaves the loader: ``DataLoader.state_dict``)."""
         if self.cur is None:
             return {"pipeline": self.pipe.snapshot(), "offset": 0, "has_doc": False}
-        return {"pipeline": copy.deepcopy(self.cur_state), "offset": self.offset,
-                "has_doc": True}
+        return {"pipeline": self.cur_state, "offset": self.offset, "has_doc": True}
 
     def restore(self, snap: Mapping) -> None:
         self.pipe.restore(snap["pipeline"])
