@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from conftest import config, write_jsonl
 
 import instmix
 from instmix.serve.handover import Handover, as_tensors, cursor_of, steps_per_item
+from instmix.tokenize.encoder import Encoder
 
 SEQ = 64
 S = 4  # virtual streams
@@ -150,3 +152,21 @@ def test_loader_batches_equal_with_and_without_workers(cfg):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+
+
+def test_sequences_do_not_depend_on_thread_counts(cfg, epoch, paragraphs):
+    """torch's intra-op threads in the main process (the join) and the fast backend's own
+    threads (1 in readers, a pool elsewhere) change no token."""
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        got = [b["input_ids"] for b in instmix.DataLoader(_mix(cfg), batch_size=4,
+                                                          num_workers=2)]
+    finally:
+        torch.set_num_threads(prev)
+    assert torch.equal(torch.cat(got), epoch[:len(got) * 4])
+    info = _mix(cfg).info
+    one, two = Encoder(info, "auto", threads=1), Encoder(info, "auto", threads=2)
+    assert one.backend == two.backend != "hf"
+    for a, b in zip(one.encode(paragraphs[:500]), two.encode(paragraphs[:500])):
+        assert np.array_equal(a, b)
