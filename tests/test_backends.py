@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ import instmix
 from instmix.builder import pipeline
 from instmix.builder.pipeline import SMALL_WORK_BYTES, choose_backend
 from instmix.config import TokenizerSpec
+from instmix.tokenize import bpe_giga
+from instmix.tokenize.bpe_giga import without_special_added
 from instmix.tokenize.cache import build_unit
 from instmix.tokenize.encoder import Encoder
 from instmix.tokenize.facts import load_tokenizer_info
@@ -146,3 +150,48 @@ def test_auto_builds_with_gigatoken_above_the_small_work_size(tmp_path, real_doc
     assert backends == [{"hf"}, {"gigatoken"}]
     assert (tmp_path / "small" / "part-00000.npy").read_bytes() == \
         (tmp_path / "large" / "part-00000.npy").read_bytes()
+
+
+@pytest.mark.parametrize("path", TOKENIZERS)
+@pytest.mark.parametrize("indent", [None, 2])
+def test_gigatoken_copy_drops_only_special_added_tokens(path, indent):
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+    text = json.dumps(spec, indent=indent, ensure_ascii=False)
+    out = json.loads(without_special_added(text))
+    kept = [t for t in spec["added_tokens"] if not t["special"]]
+    assert len(kept) < len(spec["added_tokens"])
+    assert out == dict(spec, added_tokens=kept)
+    # added_tokens after the model (not how Hugging Face writes it) is found as well
+    moved = json.dumps({"model": spec["model"], "added_tokens": spec["added_tokens"]})
+    assert json.loads(without_special_added(moved)) == {"model": spec["model"],
+                                                        "added_tokens": kept}
+    assert without_special_added('{"model": {"added_tokens": 1}}') == \
+        '{"model": {"added_tokens": 1}}'
+
+
+@pytest.mark.parametrize("path", TOKENIZERS)
+def test_gigatoken_text_by_text_and_batch_paths_agree(path, real_docs, paragraphs):
+    info = info_for(path)
+    fast = bpe_giga.load(path, False, info.reference().model)
+    long_texts = [d["text"] for d in real_docs]
+    short = paragraphs[:500]
+    for texts in (long_texts, short, long_texts[:3] + short[:50]):
+        each = fast.encode_each(texts)
+        batch = fast.encode(texts, parallel=True)  # the awkward path whatever the lengths
+        assert np.array_equal(each[0], batch[0]) and np.array_equal(each[1], batch[1])
+        auto = fast.encode(texts)
+        assert np.array_equal(auto[0], batch[0]) and np.array_equal(auto[1], batch[1])
+    ref = Encoder(info, backend="hf")
+    assert np.array_equal(fast.encode(long_texts)[0], ref.encode(long_texts)[0])
+
+
+def test_gigatoken_probe_check_does_not_import_awkward(tmp_path):
+    code = ("import sys; from instmix.config import TokenizerSpec; "
+            "from instmix.tokenize.facts import load_tokenizer_info; "
+            "from instmix.tokenize.encoder import Encoder; "
+            f"e = Encoder(load_tokenizer_info(TokenizerSpec(path={DOLMA2_TOKENIZER!r})), "
+            "'gigatoken', threads=1); print(e.backend, 'awkward' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=dict(os.environ))
+    assert out.stdout.split() == ["gigatoken", "False"]

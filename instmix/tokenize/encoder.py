@@ -87,11 +87,13 @@ class Encoder:
     def _load_fast(self, name: str, threads: int, required: bool):
         try:
             if name == "gigatoken":
-                fast = bpe_giga.load(self.info.path, parallel=threads > 1)
+                fast = bpe_giga.load(self.info.path, threads > 1, self.ref.model)
+                probe = fast.encode_each  # on this thread, without importing awkward
             else:
                 fast = bpe_fast.load(self.info.path, threads)
+                probe = fast.encode
             probes = _probes(self.info)
-            ids, lengths = fast.encode(probes)
+            ids, lengths = probe(probes)
             ref_ids, ref_len = self._encode_ref_serial(probes)
             if not (np.array_equal(ids, ref_ids) and np.array_equal(lengths, ref_len)):
                 raise bpe_fast.Unsupported("gives other ids than the reference on probes")

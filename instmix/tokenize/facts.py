@@ -103,7 +103,7 @@ def _detect(tok, spec: TokenizerSpec, json_path: str, where: str) -> tuple[str, 
     if os.path.isfile(cfg_path):
         with open(cfg_path, encoding="utf-8") as f:
             folder_cfg = json.load(f)
-    vocab = tok.get_vocab(with_added_tokens=True)
+    vocab = _Vocab(tok)
 
     def check(name: str, key: str) -> str:
         if name not in vocab:
@@ -127,15 +127,26 @@ def _detect(tok, spec: TokenizerSpec, json_path: str, where: str) -> tuple[str, 
         if folder_cfg.get("add_bos_token") is False:
             bos = None
     else:
-        bos = _template_bos(json_path) or next((n for n in BOS_NAMES if n in vocab), None)
+        bos = _template_bos(tok) or next((n for n in BOS_NAMES if n in vocab), None)
     if bos is not None and (bos == eos or bos not in vocab):
         bos = None  # GPT-style tokenizers name EOS as BOS too: no separate BOS
     return eos, bos
 
 
-def _template_bos(json_path: str) -> str | None:
-    with open(json_path, encoding="utf-8") as f:
-        post = json.load(f).get("post_processor") or {}
+class _Vocab:
+    """``name in vocab`` for a loaded tokenizer, without building its whole vocabulary."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and self.tok.token_to_id(name) is not None
+
+
+def _template_bos(tok) -> str | None:
+    """The special token a ``TemplateProcessing`` post-processor puts first, if any (from
+    the loaded tokenizer's post-processor, not a second parse of the whole file)."""
+    post = json.loads(tok.post_processor.__getstate__()) if tok.post_processor else {}
     procs = post.get("processors", [post]) if post.get("type") == "Sequence" else [post]
     for proc in procs:
         single = proc.get("single") if proc.get("type") == "TemplateProcessing" else None
