@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from instmix.io.hashing import sha256_file
-
 ENDS_SUFFIX = ".ends"  # document end offsets, <i8, no header
 
 
@@ -55,6 +53,24 @@ class ShardStats:
         return d
 
 
+class _HashedFile:
+    """A binary file open for writing that hashes (sha256) what goes through it."""
+
+    def __init__(self, f):
+        self.f = f
+        self.sha = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
 class _Shard:
     def __init__(self, folder: str, index: int, dtype: np.dtype, with_mask: bool,
                  prefix: str = ""):
@@ -65,7 +81,9 @@ class _Shard:
         self.tok = open(base + ".npy", "wb", buffering=1 << 20)
         self.sha = hashlib.sha256()
         self.index = base + ".csv.gz"
-        self.gz = gzip.GzipFile(self.index, "wb", mtime=0)  # mtime=0: stable bytes
+        self.index_file = _HashedFile(open(self.index, "wb", buffering=1 << 20))
+        # mtime=0 and the file's name in the header (as when GzipFile opens it): stable bytes
+        self.gz = gzip.GzipFile(self.index, "wb", fileobj=self.index_file, mtime=0)
         self.text = io.TextIOWrapper(self.gz, encoding="utf-8", newline="")
         self.csv = csv.writer(self.text, lineterminator="\n")
         self.stats.ends = rel + ENDS_SUFFIX
@@ -133,11 +151,12 @@ class _Shard:
 
     def close(self) -> ShardStats:
         self.tok.close()
-        self.text.close()
+        self.text.close()  # closes the GzipFile, which leaves its file open
+        self.index_file.close()
         self.ends.close()
         self.stats.sha256 = self.sha.hexdigest()
         self.stats.ends_sha256 = self.ends_sha.hexdigest()
-        self.stats.index_sha256 = sha256_file(self.index)
+        self.stats.index_sha256 = self.index_file.sha.hexdigest()
         if self.mask is not None:
             self.mask.close()
             self.stats.mask_sha256 = self.mask_sha.hexdigest()

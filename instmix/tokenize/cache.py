@@ -139,6 +139,17 @@ class CacheUnit:
         return blob[off[i]:off[i + 1]].decode("utf-8")
 
     @property
+    def id_table(self) -> tuple[bytes, list[int]]:
+        """``(ids blob, boundaries)``: document ``i``'s id is ``blob[b[i]:b[i + 1]]``
+        (UTF-8), for callers that look up many ids."""
+        return self._id_list
+
+    @cached_property
+    def _id_list(self) -> tuple[bytes, list[int]]:
+        blob, off = self._ids
+        return blob, off.tolist()
+
+    @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
