@@ -29,9 +29,7 @@ from instmix.tokenize.jobs import UnitJob, UnitTokenizer, preload
 
 from . import cleaning
 from .executor import Executor, LocalExecutor, available_cores
-from .tasks import shard_tasks
-from .tasks import write_shards as write_shard_tasks
-from .writing import write_shards
+from .tasks import shard_tasks, write_shards
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -323,10 +321,11 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
         if getattr(executor, "remote", False):
             for where in (cfg.resolved_cache_dir, dest):  # what its shard tasks read, write
                 executor.check_storage(where, so)
-            tasks = shard_tasks(cfg, info, pools, draws, src, pos, dest)
-            shards = write_shard_tasks(tasks, pools, progress, executor, counts)
         else:
-            shards = write_shards(stage, cfg, info, pools, draws, src, pos, progress)
+            executor = executor or LocalExecutor(cfg.workers or None)
+            dest = stage  # the local executor's workers write into the staging folder
+        tasks = shard_tasks(cfg, info, pools, draws, src, pos, dest)
+        shards = write_shards(tasks, pools, progress, executor, counts)
         shutil.copyfile(info.path, os.path.join(stage, TOKENIZER_FILE))
         removed_index = None
         if listing is not None:

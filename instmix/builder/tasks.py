@@ -29,7 +29,8 @@ from instmix.io.progress import Progress
 from instmix.tokenize.cache import CacheUnit, open_unit
 from instmix.tokenize.facts import TokenizerInfo
 
-from .executor import Executor
+from .executor import Executor, LocalExecutor
+from .shard_rows import write_rows
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,6 @@ def _open_units(task: ShardTask, cache: dict) -> list[CacheUnit]:
 _units: dict = {}  # per worker process: opened cache units (memory maps)
 
 
-WRITE_RUN = 4096  # documents gathered per write (same bytes as one write per document)
-
-
 def write_shard(task: ShardTask, units: Sequence[CacheUnit] | None = None,
                 progress: Callable[[int], None] | None = None) -> ShardStats:
     """Write one shard (into ``dest``, or a local folder then uploaded to a URL ``dest``)."""
@@ -106,30 +104,8 @@ def write_shard(task: ShardTask, units: Sequence[CacheUnit] | None = None,
         if task.prefix:
             os.makedirs(os.path.join(folder, task.prefix), exist_ok=True)
         shard = open_shard(folder, task.index, task.dtype, task.with_mask, task.prefix)
-        views = [(np.asarray(u.tokens), np.asarray(u.offsets),
-                  None if u.mask is None else np.asarray(u.mask)) for u in units]
-        unit_ix, local = task.unit_ix.tolist(), task.local.tolist()
-        for at in range(0, len(unit_ix), WRITE_RUN):
-            parts, masks, lengths, ids, srcs = [], [], [], [], []
-            for row in range(at, min(at + WRITE_RUN, len(unit_ix))):
-                u, i = unit_ix[row], local[row]
-                tokens, offsets, mask = views[u]
-                ranges = task.splices.get(row) if task.splices else None
-                if ranges is None:
-                    ranges = [(int(offsets[i]), int(offsets[i + 1]))]
-                # several ranges: parts removed by the clean stage, the kept ranges joined
-                parts.extend(tokens[x:y] for x, y in ranges)
-                if task.with_mask:
-                    masks.extend(mask[x:y] if mask is not None else np.ones(y - x, np.bool_)
-                                 for x, y in ranges)
-                lengths.append(sum(y - x for x, y in ranges))
-                ids.append(units[u].doc_id(i))
-                srcs.append(task.unit_source[u])
-            run = np.concatenate(parts)
-            shard.add_run(run, np.asarray(lengths, dtype=np.int64),
-                          np.concatenate(masks) if task.with_mask else None, ids, srcs)
-            if progress is not None:
-                progress(len(run))
+        write_rows(shard, units, task.unit_source, task.unit_ix, task.local, task.splices,
+                   progress)
         stats = shard.close()
         if remote:
             for rel in shard.files():
@@ -201,8 +177,13 @@ def shard_tasks(cfg: BuildConfig, info: TokenizerInfo, pools: list,
 
 def write_shards(tasks: list[ShardTask], pools: list, progress: Progress,
                  executor: Executor | None = None, counts: dict | None = None) -> list:
-    """Run the shard tasks: in this process (the pools' open units), or on ``executor``
-    (``counts["remote_retries"]`` grows by its tasks' storage retries)."""
+    """Run the shard tasks on ``executor`` (default: local processes, one per core).
+
+    A local executor's forked workers inherit the pools' open cache units; one shard (or
+    one process) is written in this process, its tokens counted as they go. A remote
+    executor's workers open the units themselves (``counts["remote_retries"]`` grows by
+    their storage retries). Each shard's bytes depend only on its task.
+    """
     bar = progress.bar("write shards", unit="tok", total=sum(t.tokens for t in tasks))
     try:
         if getattr(executor, "remote", False):
@@ -212,7 +193,22 @@ def write_shards(tasks: list[ShardTask], pools: list, progress: Progress,
                 counts["remote_retries"] = counts.get("remote_retries", 0) + sum(
                     r[1] for r in results)
             return [r[0] for r in results]
-        opened = {(os.path.basename(u.folder)): u for p in pools for u in p.units}
-        return [write_shard(t, [opened[k] for _, k in t.units], bar.update) for t in tasks]
+        local = executor if isinstance(executor, LocalExecutor) else LocalExecutor()
+        opened = {os.path.basename(u.folder): u for p in pools for u in p.units}
+        if local.plan(len(tasks)) == 1:
+            return [write_shard(t, [opened[k] for _, k in t.units], bar.update) for t in tasks]
+        return local.map(LocalShardWriter(opened), tasks,
+                         progress=lambda _, stats: bar.update(stats.tokens))
     finally:
         bar.close()
+
+
+class LocalShardWriter:
+    """Task function ``(ShardTask) -> ShardStats`` over cache units already open in this
+    process (forked workers inherit them; never pickled)."""
+
+    def __init__(self, opened: Mapping[str, CacheUnit]):
+        self.opened = opened
+
+    def __call__(self, task: ShardTask) -> ShardStats:
+        return write_shard(task, [self.opened[k] for _, k in task.units])

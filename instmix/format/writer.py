@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from instmix.io.direct import DirectWriter
+
 ENDS_SUFFIX = ".ends"  # document end offsets, <i8, no header
 
 
@@ -78,7 +80,7 @@ class _Shard:
         self.rel = rel
         self.stats = ShardStats(rel + ".npy")
         base = os.path.join(folder, rel)
-        self.tok = open(base + ".npy", "wb", buffering=1 << 20)
+        self.tok = DirectWriter(base + ".npy")  # written once, never read back here
         self.sha = hashlib.sha256()
         self.index = base + ".csv.gz"
         self.index_file = _HashedFile(open(self.index, "wb", buffering=1 << 20))
@@ -92,7 +94,7 @@ class _Shard:
         self.mask = self.mask_sha = None
         if with_mask:
             self.stats.mask, self.stats.mask_sha256 = rel + ".mask", ""
-            self.mask = open(base + ".mask", "wb", buffering=1 << 20)
+            self.mask = DirectWriter(base + ".mask")
             self.mask_sha = hashlib.sha256()
         self.dtype = dtype
 

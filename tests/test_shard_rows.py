@@ -1,0 +1,139 @@
+"""Shard writing from the token caches: the run gatherer, direct writes, shard tasks on
+local worker processes. Every path must give the bytes of one write per document."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import config, write_jsonl
+
+import instmix
+from instmix.builder import pipeline
+from instmix.builder.executor import LocalExecutor
+from instmix.builder.shard_rows import write_rows
+from instmix.builder.tasks import LocalShardWriter, shard_tasks, write_shard, write_shards
+from instmix.format.writer import ShardWriter, open_shard
+from instmix.io.direct import DirectWriter
+from instmix.io.progress import Progress
+
+
+def _tree(folder) -> dict:
+    out = {}
+    for root, _, names in os.walk(folder):
+        for n in names:
+            p = os.path.join(root, n)
+            out[os.path.relpath(p, folder)] = open(p, "rb").read()
+    return out
+
+
+@pytest.mark.parametrize("stage", [4096, 1 << 16])
+def test_direct_writer_writes_the_bytes_given(tmp_path, stage):
+    rng = np.random.default_rng(1)
+    chunks = [rng.integers(0, 255, size=int(n), dtype=np.uint8).tobytes()
+              for n in rng.integers(0, 30_000, size=40)] + [b"", b"x"]
+    folders = [tmp_path] + (["/dev/shm"] if os.path.isdir("/dev/shm") else [])
+    for folder in folders:  # tmpfs refuses O_DIRECT: the buffered path
+        path = os.path.join(str(folder), f"direct-{os.getpid()}-{stage}.bin")
+        try:
+            w = DirectWriter(path, stage)
+            for c in chunks:
+                assert w.write(memoryview(c)) == len(c)
+            w.close()
+            assert w.closed
+            with open(path, "rb") as f:
+                assert f.read() == b"".join(chunks)
+        finally:
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def _pools(tmp_path, real_docs, paragraphs, loss="responses"):
+    files = [write_jsonl(tmp_path / "in" / f"p{i}.jsonl", real_docs[i::2]) for i in range(2)]
+    rows = [{"question": p[:len(p) // 2], "response": p[len(p) // 2:]} for p in paragraphs[:600]]
+    orca = write_jsonl(tmp_path / "in" / "o.jsonl", rows)
+    cfg = instmix.load_config(config(tmp_path, [
+        {"name": "a", "paths": files}, {"name": "b", "paths": [orca], "kind": "openorca",
+                                        "loss": loss}]))
+    tok = pipeline.tokenize(cfg)
+    return cfg, tok.info, tok.pools
+
+
+@pytest.mark.parametrize("run_tokens", [300, 1 << 21])
+def test_write_rows_matches_one_write_per_document(tmp_path, real_docs, paragraphs,
+                                                   run_tokens):
+    _, _, pools = _pools(tmp_path, real_docs, paragraphs)
+    units = [u for p in pools for u in p.units]
+    names = [p.config.name for p in pools for _ in p.units]
+    rng = np.random.default_rng(3)
+    unit_ix = rng.integers(0, len(units), size=3000)  # repeats, every unit, random order
+    local = np.array([rng.integers(0, units[u].meta.documents) for u in unit_ix])
+    # one row keeps two ranges of its document (what the clean stage leaves of it)
+    u0, i0 = int(unit_ix[7]), int(local[7])
+    a, b = int(units[u0].offsets[i0]), int(units[u0].offsets[i0 + 1])
+    splices = {7: ((a, a + 2), (a + 3, b))}
+    assert b - a > 3 and max(int(u.lengths.max()) for u in units) > 300  # a run of its own
+    one, runs = tmp_path / "one", tmp_path / "runs"
+    one.mkdir()
+    runs.mkdir()
+    w = ShardWriter(str(one), "uint16", 1 << 40, with_mask=True)
+    for row, (u, i) in enumerate(zip(unit_ix.tolist(), local.tolist())):
+        unit = units[u]
+        ranges = splices.get(row, ((int(unit.offsets[i]), int(unit.offsets[i + 1])),))
+        tok = np.concatenate([np.asarray(unit.tokens[x:y]) for x, y in ranges])
+        mask = None if unit.mask is None else np.concatenate(
+            [np.asarray(unit.mask[x:y]) for x, y in ranges])
+        w.add(tok, mask, unit.doc_id(i), names[u])
+    expected = w.close()[0]
+    shard = open_shard(str(runs), 0, "uint16", True)
+    seen = []
+    write_rows(shard, units, names, unit_ix, local, splices, seen.append, run_tokens)
+    stats = shard.close()
+    assert stats.manifest_dict() == expected.manifest_dict()
+    assert sum(seen) == stats.tokens and (len(seen) > 5) == (run_tokens < 1000)
+    assert _tree(one) == _tree(runs)
+    assert 0 < stats.loss_tokens < stats.tokens
+
+
+def test_shard_tasks_on_worker_processes_write_the_same_bytes(tmp_path, real_docs,
+                                                              paragraphs):
+    cfg, info, pools = _pools(tmp_path, real_docs, paragraphs)
+    cfg = cfg.with_overrides(shard_tokens=3_000)
+    _, draws, src, pos = pipeline.plan_mixture(cfg, pools)
+    trees = []
+    for processes in (1, 2, 3):
+        dest = tmp_path / f"w{processes}"
+        dest.mkdir()
+        tasks = shard_tasks(cfg, info, pools, draws, src, pos, str(dest))
+        assert len(tasks) > 5
+        stats = write_shards(tasks, pools, Progress(enabled=False), LocalExecutor(processes))
+        assert [s.path for s in stats] == [f"part-{k:05d}.npy" for k in range(len(tasks))]
+        trees.append((_tree(dest), [s.manifest_dict() for s in stats]))
+    assert trees[0] == trees[1] == trees[2]
+    # the task function itself, as the forked workers run it
+    opened = {os.path.basename(u.folder): u for p in pools for u in p.units}
+    again = tmp_path / "again"
+    again.mkdir()
+    tasks = shard_tasks(cfg, info, pools, draws, src, pos, str(again))
+    direct = [write_shard(t, [opened[k] for _, k in t.units]) for t in tasks[:2]]
+    assert [LocalShardWriter(opened)(t) for t in tasks[:2]] == direct
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "per_source"])
+def test_builds_with_many_shards_do_not_depend_on_workers(tmp_path, real_docs, paragraphs,
+                                                          layout):
+    files = [write_jsonl(tmp_path / "in" / f"p{i}.jsonl", real_docs[i::2]) for i in range(2)]
+    rows = [{"question": p[:len(p) // 2], "response": p[len(p) // 2:]} for p in paragraphs[:600]]
+    orca = write_jsonl(tmp_path / "in" / "o.jsonl", rows)
+    outs = []
+    for workers in (1, 2):
+        cfg = config(tmp_path, [{"name": "a", "paths": files},
+                                {"name": "b", "paths": [orca], "kind": "openorca",
+                                 "loss": "responses"}],
+                     output=str(tmp_path / f"out{workers}"), workers=workers,
+                     shard_tokens=3_000, layout=layout)
+        m = instmix.build(instmix.load_config(cfg))
+        assert len(m["shards"]) > 4
+        outs.append(_tree(cfg["output"]))
+    assert outs[0] == outs[1]
