@@ -21,6 +21,7 @@ from instmix.io.hashing import HashMemo
 from instmix.io.progress import Progress
 from instmix.mix.plan import SourcePlan, check_drawn, draw_documents, plan_targets
 from instmix.mix.schedule import interleave
+from instmix.sources.registry import get_kind
 from instmix.sources.units import source_units
 from instmix.tokenize.cache import CacheUnit, build_unit, format_key, open_unit, unit_key
 from instmix.tokenize.encoder import Encoder
@@ -30,6 +31,7 @@ from instmix.tokenize.jobs import UnitJob, UnitTokenizer, preload
 from . import cleaning
 from .executor import Executor, LocalExecutor, available_cores
 from .tasks import shard_tasks, write_shards
+from .unit_groups import repeated_ids
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -282,10 +284,24 @@ def tokenize(cfg: BuildConfig, progress: Progress | None = None,
         spec = cfg.tokenizer
         executor.warm(preload, spec, cfg.dtype, cfg.where, cfg.storage_options, spec.backend,
                       spec.check_rate)
-    units = [source_units(src, cfg.where, i) for i, src in enumerate(cfg.sources)]
+    units = [source_units(src, cfg.where, i, groups=True) for i, src in enumerate(cfg.sources)]
     info = load_tokenizer_info(cfg.tokenizer, cfg.dtype, cfg.where, cfg.storage_options)
-    return Tokenized(info, tokenize_sources(cfg, info, progress, units=units,
-                                            executor=executor, counts=counts))
+    grouped = [i for i, src in enumerate(cfg.sources)
+               if len(units[i]) > 1 and not get_kind(src.kind).per_file]
+    try:
+        pools = tokenize_sources(cfg, info, progress, units=units, executor=executor,
+                                 counts=counts)
+    except Exception:
+        if not grouped:
+            raise
+        pools = None  # read the grouped sources whole: the error they give read together
+    redo = grouped if pools is None else [i for i in grouped if repeated_ids(pools[i].units)]
+    if redo:  # see instmix.builder.unit_groups
+        for i in redo:
+            units[i] = source_units(cfg.sources[i], cfg.where, i)
+        pools = tokenize_sources(cfg, info, progress, units=units, executor=executor,
+                                 counts=counts)
+    return Tokenized(info, pools)
 
 
 def build(cfg: BuildConfig, *, progress: Progress | None = None,

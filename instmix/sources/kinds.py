@@ -93,6 +93,12 @@ class Kind:
         """Record fields this kind reads (lets table formats skip other columns)."""
         return None
 
+    def groups(self, paths: Sequence[str]) -> list[list[str]]:
+        """A non-per-file kind's files as groups whose documents it makes independently,
+        in its reading order, provided no document id occurs in two groups (the builder
+        checks that, and reads the files together when it does not hold). Default: one."""
+        return [list(paths)]
+
     def document(self, src: SourceConfig, path: str, label: str, pos: int, record: Mapping
                  ) -> Document | None:
         """One record -> a document, or ``None`` when it is empty."""

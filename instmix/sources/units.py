@@ -13,8 +13,11 @@ if TYPE_CHECKING:
     from instmix.config import SourceConfig
 
 
-def source_units(src: SourceConfig, where: str, index: int) -> list[tuple[list[str], str]]:
-    """Cache units of a source: ``(paths, label)`` per input file, or one for the source.
+def source_units(src: SourceConfig, where: str, index: int, *, groups: bool = False
+                 ) -> list[tuple[list[str], str]]:
+    """Cache units of a source: ``(paths, label)`` per input file, or one for the source;
+    with ``groups``, one per group of files its kind reads apart (:meth:`Kind.groups`,
+    such as an ``augmented`` source's blocks), labelled by the source.
 
     A file's label is its path relative to its own pattern's fixed base
     (:func:`instmix.io.paths.resolve_inputs`), never to the other files of the source; the
@@ -32,4 +35,7 @@ def source_units(src: SourceConfig, where: str, index: int) -> list[tuple[list[s
                                   "as 'data/**/*.jsonl', or set id_field")
             seen[label] = p
         return [([p], label) for p, label in inputs]
-    return [([p for p, _ in inputs], src.name)]
+    paths = [p for p, _ in inputs]
+    if groups:
+        return [(list(g), src.name) for g in get_kind(src.kind).groups(paths)]
+    return [(paths, src.name)]

@@ -126,6 +126,12 @@ class AugmentedKind(Kind):
     per_file = False
     has_parts = True  # every pair is a Part; its rendered text and headings are Cuts
 
+    def groups(self, paths: Sequence[str]) -> list[list[str]]:
+        """One group per block (:func:`file_groups`): read alone, a block gives the chains
+        it gives read with the others, unless a chain id recurs in another block (the
+        ``split_chain`` case, which the builder detects by repeated document ids)."""
+        return file_groups(paths)
+
     def documents(self, src, paths: Sequence[str], label: str, *, skip_bad: bool,
                   stats: dict) -> Iterator[Document]:
         seed = template_seed(src)

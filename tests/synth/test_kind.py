@@ -1,10 +1,12 @@
 """Source kind ``augmented``: augment output -> one templated document per chain, through
-the real builder and on its own (order, spans, bad input)."""
+the real builder and on its own (order, spans, bad input); one cache unit per block, with
+the output of reading all the files together (a chain id in two blocks: one unit)."""
 
 import json
 import os
 
 import pytest
+import zstandard
 
 import instmix
 from instmix.builder.inspection import decoded_documents
@@ -104,7 +106,6 @@ def test_bad_entries_name_file_line_and_field(tmp_path):
 def test_duplicate_round_and_split_chain(tmp_path):
     a = tmp_path / "part-000000-r0-0000.jsonl.zst"
     b = tmp_path / "part-000001-r0-0000.jsonl.zst"
-    import zstandard
 
     a.write_bytes(zstandard.ZstdCompressor().compress(
         (_entry() + "\n" + _entry(id="t#1") + "\n").encode()))
@@ -123,3 +124,82 @@ def test_options_are_checked():
                                        stats={}))
     with pytest.raises(ConfigError, match="options.seed: unknown option"):
         list(AugmentedKind().documents(_src(seed=1), [], "aug", skip_bad=False, stats={}))
+
+
+def _tree(folder) -> dict:
+    return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
+
+
+def _units(cache) -> int:
+    return sum(1 for n in os.listdir(cache) if os.path.isfile(os.path.join(cache, n,
+                                                                          "meta.json")))
+
+
+def _build_aug(tmp_path, tokenizer, paths, name, **kw):
+    return instmix.build({
+        "tokenizer": tokenizer, "output": str(tmp_path / name),
+        "cache_dir": str(tmp_path / f"cache-{name}"), "sources": [
+            {"name": "aug", "kind": "augmented", "paths": paths}], **kw})
+
+
+@pytest.fixture
+def whole(monkeypatch):
+    """Read an augmented source's files together (what the builder did before)."""
+    def use_whole():
+        monkeypatch.setattr(AugmentedKind, "groups", lambda self, paths: [list(paths)])
+    return use_whole
+
+
+def test_blocks_are_units_with_the_output_of_one_unit(tmp_path, augmented, tiny_tokenizer,
+                                                      whole):
+    paths = [os.path.join(augmented, "*.jsonl.zst")]
+    blocks = {n.split("-")[1] for n in os.listdir(augmented) if n.startswith("part-")}
+    assert len(blocks) == 2
+    grouped = _build_aug(tmp_path, tiny_tokenizer, paths, "grouped", workers=2)
+    assert _units(tmp_path / "cache-grouped") == 2
+    whole()
+    one = _build_aug(tmp_path, tiny_tokenizer, paths, "one")
+    assert _units(tmp_path / "cache-one") == 1
+    assert grouped == one and grouped["documents"] == 6
+    assert _tree(tmp_path / "grouped") == _tree(tmp_path / "one")
+
+
+def _write_zst(path, lines):
+    path.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
+    return str(path)
+
+
+def test_a_chain_in_two_blocks_gives_the_error_and_skips_of_one_unit(tmp_path, tiny_tokenizer,
+                                                                     whole):
+    d = tmp_path / "aug"
+    d.mkdir()
+    a = _write_zst(d / "part-000000-r0-0000.jsonl.zst",
+               [_entry(), _entry(id="u#0", chain_id="u#0")])
+    b = _write_zst(d / "part-000001-r0-0000.jsonl.zst",
+               [_entry(id="v#0", chain_id="v#0"), _entry(id="t#1", round=1)])
+    with pytest.raises(InputError) as e:
+        _build_aug(tmp_path, tiny_tokenizer, [a, b], "strict")
+    assert str(e.value).startswith(f"{b}:2: field 'chain_id':")
+    assert "also appears in another block" in str(e.value)
+    grouped = _build_aug(tmp_path, tiny_tokenizer, [a, b], "grouped", skip_bad_records=True)
+    assert grouped["sources"][0]["skipped"] == {"split_chain": 1}
+    assert grouped["documents"] == 3
+    assert _units(tmp_path / "cache-grouped") == 3  # the two blocks, then the whole source
+    whole()
+    one = _build_aug(tmp_path, tiny_tokenizer, [a, b], "one", skip_bad_records=True)
+    assert grouped == one
+    assert _tree(tmp_path / "grouped") == _tree(tmp_path / "one")
+
+
+def test_a_block_without_documents_is_read_with_the_others(tmp_path, tiny_tokenizer, whole):
+    d = tmp_path / "aug"
+    d.mkdir()
+    a = _write_zst(d / "part-000000-r0-0000.jsonl.zst", [_entry()])
+    failed = json.loads(_entry(id="w#0", chain_id="w#0"))
+    failed["status"] = "failed"
+    b = _write_zst(d / "part-000001-r0-0000.jsonl.zst", [json.dumps(failed)])
+    grouped = _build_aug(tmp_path, tiny_tokenizer, [a, b], "grouped")
+    assert grouped["sources"][0]["skipped"] == {"failed_entry": 1}
+    whole()
+    one = _build_aug(tmp_path, tiny_tokenizer, [a, b], "one")
+    assert grouped == one and grouped["documents"] == 1
