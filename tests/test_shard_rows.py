@@ -10,7 +10,7 @@ import pytest
 from conftest import config, write_jsonl
 
 import instmix
-from instmix.builder import pipeline
+from instmix.builder import pipeline, shard_rows
 from instmix.builder.executor import LocalExecutor
 from instmix.builder.shard_rows import write_rows
 from instmix.builder.tasks import LocalShardWriter, shard_tasks, write_shard, write_shards
@@ -61,8 +61,11 @@ def _pools(tmp_path, real_docs, paragraphs, loss="responses"):
 
 
 @pytest.mark.parametrize("run_tokens", [300, 1 << 21])
+@pytest.mark.parametrize("vector_below", [0, 1 << 30])  # every run by slices / index arrays
 def test_write_rows_matches_one_write_per_document(tmp_path, real_docs, paragraphs,
-                                                   run_tokens):
+                                                   run_tokens, vector_below, monkeypatch):
+    monkeypatch.setattr(shard_rows, "VECTOR_BELOW", vector_below)
+    monkeypatch.setattr(shard_rows, "INDEX_TOKENS", 37)  # blocks shorter than documents
     _, _, pools = _pools(tmp_path, real_docs, paragraphs)
     units = [u for p in pools for u in p.units]
     names = [p.config.name for p in pools for _ in p.units]
@@ -137,3 +140,15 @@ def test_builds_with_many_shards_do_not_depend_on_workers(tmp_path, real_docs, p
         assert len(m["shards"]) > 4
         outs.append(_tree(cfg["output"]))
     assert outs[0] == outs[1]
+
+
+def test_unit_ids_decoded_at_once_match_doc_id(tmp_path, paragraphs):
+    for name, ids in (("ascii", [f"d{i}" for i in range(50)]),
+                      ("utf8", [f"dök-{i}-ü" if i % 3 else f"d{i}" for i in range(50)])):
+        path = write_jsonl(tmp_path / f"{name}.jsonl",
+                           [{"id": k, "text": t} for k, t in zip(ids, paragraphs)])
+        cfg = instmix.load_config(config(tmp_path, [{"name": "a", "paths": [path],
+                                                     "id_field": "id"}],
+                                         cache_dir=str(tmp_path / f"cache-{name}")))
+        unit = pipeline.tokenize(cfg).pools[0].units[0]
+        assert shard_rows._all_ids(unit) == [unit.doc_id(i) for i in range(50)] == ids

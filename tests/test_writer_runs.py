@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 
 import numpy as np
 import pytest
 
-from instmix.format.writer import ShardWriter
+from instmix.format.writer import ShardWriter, csv_rows
 
 
 @pytest.mark.parametrize("with_mask", [False, True])
@@ -40,3 +42,17 @@ def test_add_run_matches_add_per_document(tmp_path, with_mask):
     assert names == sorted(os.listdir(many))
     for n in names:
         assert (one / n).read_bytes() == (many / n).read_bytes(), n
+
+
+@pytest.mark.parametrize("ids", [
+    ["a", "b:1", "", " sp ", "ünï", "x\ty"],
+    ["q,1", "plain"], ['say "hi"', "x"], ["line\nbreak"], ["cr\rx", "y"]])
+def test_index_rows_are_what_csv_writes(ids):
+    starts = list(range(0, 10 * len(ids), 10))
+    ends = [s + 7 for s in starts]
+    srcs = ["web" if i % 2 else "a,b" if "," in "".join(ids) else "orca"
+            for i in range(len(ids))]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(zip(starts, ends, ids, srcs))
+    assert csv_rows(starts, ends, ids, srcs) == out.getvalue()
+    assert csv_rows([], [], [], []) == ""

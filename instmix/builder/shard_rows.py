@@ -3,7 +3,9 @@
 A shard's rows are ``(unit, index in unit)`` pairs in stream order (see
 :class:`~instmix.builder.tasks.ShardTask`). Their token ranges are looked up for all rows
 at once (one vectorised lookup per unit), then the rows are copied in runs of about
-:data:`RUN_TOKENS` tokens into two buffers allocated once and used in turn: while this
+:data:`RUN_TOKENS` tokens (slice by slice for long documents, by index arrays for short
+ones, where a slice per row would cost more than its tokens) into two buffers allocated
+once and used in turn: while this
 thread gathers a run into one buffer, a second thread writes and hashes the other (file
 writes, sha256 and gzip release the GIL). Runs are written in order, and the bytes are
 those of one write per document, so the output depends only on the rows.
@@ -17,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 RUN_TOKENS = 1 << 21  # tokens per run (8 MiB of uint32 per buffer)
+VECTOR_BELOW = 128  # mean tokens per document under which a run is gathered by index arrays
+INDEX_TOKENS = 1 << 16  # tokens per block of index arrays
 
 
 def token_ranges(units: Sequence, unit_ix: np.ndarray, local: np.ndarray
@@ -49,12 +53,15 @@ def write_rows(shard, units: Sequence, names: Sequence[str], unit_ix: np.ndarray
     with_mask = shard.mask is not None
     tokens = [np.asarray(u.tokens) for u in units]
     masks = [None if u.mask is None else np.asarray(u.mask) for u in units]
-    ids = [u.id_table for u in units]
+    ids: list = [None] * len(units)  # per unit: every document id, decoded once
+    for u in np.unique(unit_ix).tolist():
+        ids[u] = _all_ids(units[u])
     csum = np.concatenate([[0], np.cumsum(lengths)])
     cap = max(run_tokens, int(lengths.max(initial=0)))
     bufs = [np.empty(cap, shard.dtype) for _ in range(2)]
     mbufs = [np.empty(cap, np.bool_) for _ in range(2)] if with_mask else [None, None]
     pending: list[Future | None] = [None, None]
+    spliced = np.array(sorted(splices), dtype=np.int64)
     lo, k = 0, 0
     with ThreadPoolExecutor(1, thread_name_prefix="instmix-shard") as pool:
         while lo < len(lengths):
@@ -63,28 +70,18 @@ def write_rows(shard, units: Sequence, names: Sequence[str], unit_ix: np.ndarray
             slot = k % 2
             if pending[slot] is not None:
                 pending[slot].result()  # its buffer is written: free to reuse
-            rows = range(lo, hi)
             us = unit_ix[lo:hi].tolist()
-            parts, mparts = [], []
-            for row, u, a, b in zip(rows, us, starts[lo:hi].tolist(), ends[lo:hi].tolist()):
-                cut = splices.get(row) if splices else None
-                pieces = cut if cut is not None else ((a, b),)
-                parts.extend(tokens[u][x:y] for x, y in pieces)
-                if with_mask:
-                    m = masks[u]
-                    mparts.extend(m[x:y] if m is not None else np.ones(y - x, np.bool_)
-                                  for x, y in pieces)
             n = int(csum[hi] - csum[lo])
             run = bufs[slot][:n]
-            if parts:
-                np.concatenate(parts, out=run)
-            mrun = None
-            if with_mask:
-                mrun = mbufs[slot][:n]
-                if mparts:
-                    np.concatenate(mparts, out=mrun)
-            doc_ids = [ids[u][0][ids[u][1][i]:ids[u][1][i + 1]].decode("utf-8")
-                       for u, i in zip(us, local[lo:hi].tolist())]  # CacheUnit.doc_id
+            mrun = mbufs[slot][:n] if with_mask else None
+            cut = spliced[np.searchsorted(spliced, lo):np.searchsorted(spliced, hi)].tolist()
+            if n < VECTOR_BELOW * (hi - lo) and not cut:
+                _gather_short(run, mrun, tokens, masks, unit_ix[lo:hi], starts[lo:hi],
+                              lengths[lo:hi])
+            else:
+                _gather_long(run, mrun, tokens, masks, us, starts[lo:hi].tolist(),
+                             ends[lo:hi].tolist(), {r - lo: splices[r] for r in cut})
+            doc_ids = [ids[u][i] for u, i in zip(us, local[lo:hi].tolist())]
             srcs = [names[u] for u in us]
             pending[slot] = pool.submit(shard.add_run, run, lengths[lo:hi], mrun, doc_ids, srcs)
             if progress is not None:
@@ -93,3 +90,53 @@ def write_rows(shard, units: Sequence, names: Sequence[str], unit_ix: np.ndarray
         for f in pending:
             if f is not None:
                 f.result()
+
+
+def _all_ids(unit) -> list[str]:
+    """Every document id of a cache unit (what ``unit.doc_id(i)`` gives for each ``i``)."""
+    blob, off = unit.id_table
+    if blob.isascii():  # byte offsets are character offsets: decode once
+        text = blob.decode("ascii")
+        return [text[a:b] for a, b in zip(off, off[1:])]
+    return [blob[a:b].decode("utf-8") for a, b in zip(off, off[1:])]
+
+
+def _gather_long(run, mrun, tokens, masks, us, starts, ends, splices) -> None:
+    """Copy rows into ``run`` slice by slice (long documents: few slices per token)."""
+    parts, mparts = [], []
+    for row, (u, a, b) in enumerate(zip(us, starts, ends)):
+        cut = splices.get(row) if splices else None
+        pieces = cut if cut is not None else ((a, b),)
+        parts.extend(tokens[u][x:y] for x, y in pieces)
+        if mrun is not None:
+            m = masks[u]
+            mparts.extend(m[x:y] if m is not None else np.ones(y - x, np.bool_)
+                          for x, y in pieces)
+    if parts:
+        np.concatenate(parts, out=run)
+    if mparts:
+        np.concatenate(mparts, out=mrun)
+
+
+def _gather_short(run, mrun, tokens, masks, unit_ix, starts, lengths) -> None:
+    """Copy rows into ``run`` by index arrays, one fancy-indexed read per unit and block of
+    about :data:`INDEX_TOKENS` tokens (short documents: a slice per row would cost more
+    than its tokens; small blocks keep the index arrays in memory already touched)."""
+    out_start = np.cumsum(lengths) - lengths
+    bounds = np.searchsorted(out_start, np.arange(0, int(lengths.sum()), INDEX_TOKENS))
+    for lo, hi in zip(bounds.tolist(), bounds[1:].tolist() + [len(lengths)]):
+        us = unit_ix[lo:hi]
+        order = np.argsort(us, kind="stable") + lo
+        cuts = np.flatnonzero(np.diff(unit_ix[order])) + 1
+        for rows in np.split(order, cuts):
+            if not len(rows):
+                continue
+            u = int(unit_ix[rows[0]])
+            lens = lengths[rows]
+            first = np.cumsum(lens) - lens
+            at = np.arange(int(lens.sum()), dtype=np.int64)
+            src = at + np.repeat(starts[rows] - first, lens)
+            dst = at + np.repeat(out_start[rows] - first, lens)
+            run[dst] = tokens[u][src]
+            if mrun is not None:
+                mrun[dst] = masks[u][src] if masks[u] is not None else True

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,23 @@ import numpy as np
 from instmix.io.direct import DirectWriter
 
 ENDS_SUFFIX = ".ends"  # document end offsets, <i8, no header
+# the .csv.gz index: level 1 compresses it 16x faster than level 9 (1.4 s per 250,000 rows
+# on the benchmark machine), to a file 16% larger (about 1% of its shard's tokens)
+INDEX_GZIP_LEVEL = 1
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')
+
+
+def csv_rows(starts: list[int], ends: list[int], doc_ids: list[str], srcs: list[str]) -> str:
+    """The index lines ``start,end,id,src`` of many documents: what ``csv.writer`` (with
+    ``lineterminator="\n"``) writes, built in one join when no id or source name holds a
+    character it would quote, else by ``csv.writer`` itself."""
+    if _CSV_SPECIAL.search("".join(doc_ids)) or _CSV_SPECIAL.search("".join(set(srcs))):
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(zip(starts, ends, doc_ids, srcs))
+        return out.getvalue()
+    if not doc_ids:
+        return ""
+    return "\n".join(map(",".join, zip(map(str, starts), map(str, ends), doc_ids, srcs))) + "\n"
 
 
 @dataclass
@@ -85,7 +103,8 @@ class _Shard:
         self.index = base + ".csv.gz"
         self.index_file = _HashedFile(open(self.index, "wb", buffering=1 << 20))
         # mtime=0 and the file's name in the header (as when GzipFile opens it): stable bytes
-        self.gz = gzip.GzipFile(self.index, "wb", fileobj=self.index_file, mtime=0)
+        self.gz = gzip.GzipFile(self.index, "wb", compresslevel=INDEX_GZIP_LEVEL,
+                                fileobj=self.index_file, mtime=0)
         self.text = io.TextIOWrapper(self.gz, encoding="utf-8", newline="")
         self.csv = csv.writer(self.text, lineterminator="\n")
         self.stats.ends = rel + ENDS_SUFFIX
@@ -139,10 +158,13 @@ class _Shard:
         self.ends_sha.update(eb)
         ends = ends_arr.tolist()
         starts = [start] + ends[:-1]
-        self.csv.writerows(zip(starts, ends, doc_ids, srcs))
+        self.text.write(csv_rows(starts, ends, doc_ids, srcs))
         per = self.stats.sources
-        for n, src in zip(lengths.tolist(), srcs):
-            per[src] = per.get(src, 0) + n
+        if srcs and srcs.count(srcs[0]) == len(srcs):  # one source: one sum
+            per[srcs[0]] = per.get(srcs[0], 0) + int(lengths.sum())
+        else:
+            for n, src in zip(lengths.tolist(), srcs):
+                per[src] = per.get(src, 0) + n
         self.stats.tokens += len(tokens)
         self.stats.documents += len(doc_ids)
 
