@@ -172,13 +172,20 @@ def tokenize_sources(cfg: BuildConfig, info: TokenizerInfo, progress: Progress,
             if key not in intact]
     if jobs:
         _run_jobs(cfg, info, jobs, progress, encoder_factory, executor, counts)
-    return [SourcePool(src, [intact.get(key) or _open_unit(root, key, info, so)
+    fresh = set() if fs.is_url(root) else {job.key for job in jobs}
+    return [SourcePool(src, [intact.get(key) or _open_unit(root, key, info, so, key in fresh)
                              for key, _, _ in plan], sum(len(p) for p, _ in upl), list(upl))
             for src, plan, upl in zip(cfg.sources, keyed, units)]
 
 
-def _open_unit(root: str, key: str, info: TokenizerInfo, storage_options) -> CacheUnit:
-    """A unit just built (a remote cache's: its local mirror)."""
+def _open_unit(root: str, key: str, info: TokenizerInfo, storage_options,
+               fresh: bool = False) -> CacheUnit:
+    """A unit just built (a remote cache's: its local mirror). ``fresh``: published by
+    this build's workers moments ago, its files hashed as they were written: opened
+    without reading them again."""
+    folder = os.path.join(root, key)
+    if fresh and os.path.isdir(folder):
+        return CacheUnit(folder, info.dtype, check=False)
     unit = open_unit(root, key, info.dtype, storage_options)
     if unit is None:
         raise FileNotFoundError(fs.join(root, key))
