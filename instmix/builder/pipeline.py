@@ -341,13 +341,14 @@ def build(cfg: BuildConfig, *, progress: Progress | None = None,
         clean_stale(cfg.output)
         stage = dest = make_temp_dir(cfg.output)
     try:
+        shard_dest = dest
         if getattr(executor, "remote", False):
             for where in (cfg.resolved_cache_dir, dest):  # what its shard tasks read, write
                 executor.check_storage(where, so)
         else:
             executor = executor or LocalExecutor(cfg.workers or None)
-            dest = stage  # the local executor's workers write into the staging folder
-        tasks = shard_tasks(cfg, info, pools, draws, src, pos, dest)
+            shard_dest = stage  # local workers write into the staging folder (then uploaded)
+        tasks = shard_tasks(cfg, info, pools, draws, src, pos, shard_dest)
         shards = write_shards(tasks, pools, progress, executor, counts)
         shutil.copyfile(info.path, os.path.join(stage, TOKENIZER_FILE))
         removed_index = None
