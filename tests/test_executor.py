@@ -10,7 +10,7 @@ import pytest
 from conftest import config, write_jsonl
 
 import instmix
-from instmix.builder import pipeline
+from instmix.builder import loss, pipeline
 from instmix.builder.executor import LocalExecutor
 from instmix.errors import InputError
 
@@ -97,6 +97,6 @@ def test_loss_lengths_are_counted_in_bounded_chunks(tmp_path, paragraphs, monkey
     unit = tok.pools[0].units[0]
     csum = np.concatenate([[0], np.cumsum(unit.mask, dtype=np.int64)])
     expected = np.diff(csum[np.asarray(unit.offsets)])
-    monkeypatch.setattr(pipeline, "LOSS_CHUNK", 97)  # many chunks, documents straddling them
-    assert np.array_equal(pipeline._loss_lengths(unit), expected)
+    monkeypatch.setattr(loss, "LOSS_CHUNK", 97)  # many chunks, documents straddling them
+    assert np.array_equal(loss.loss_lengths(unit), expected)
     assert expected.sum() < unit.meta.tokens and (expected > 0).all()

@@ -30,6 +30,7 @@ from instmix.tokenize.jobs import UnitJob, UnitTokenizer, preload
 
 from . import cleaning
 from .executor import Executor, LocalExecutor, available_cores
+from .loss import loss_lengths
 from .tasks import shard_tasks, write_shards
 from .unit_groups import repeated_ids
 
@@ -71,7 +72,7 @@ class SourcePool:
                     per[v] = per.get(v, 0) + n
         self.composition = {k: dict(sorted(v.items())) for k, v in sorted(composition.items())}
         if any(u.mask is not None for u in self.units):
-            self.loss_lengths = np.concatenate([_loss_lengths(u) for u in self.units])
+            self.loss_lengths = np.concatenate([loss_lengths(u) for u in self.units])
         else:
             self.loss_lengths = self.lengths
 
@@ -99,30 +100,6 @@ class SourcePool:
         """Id of document ``i`` of the units (before removal)."""
         unit = int(np.searchsorted(self.unit_starts, i, side="right") - 1)
         return self.units[unit].doc_id(int(i - self.unit_starts[unit]))
-
-
-LOSS_CHUNK = 1 << 22  # tokens summed at a time when counting loss tokens per document
-
-
-def _loss_lengths(unit: CacheUnit) -> np.ndarray:
-    """Loss tokens per document, read in bounded chunks of the memory-mapped mask."""
-    if unit.mask is None:
-        return unit.lengths.astype(np.int64)
-    offsets = np.asarray(unit.offsets, dtype=np.int64)
-    out = np.zeros(len(offsets) - 1, dtype=np.int64)
-    doc = 0
-    while doc < len(out):
-        end = int(np.searchsorted(offsets, offsets[doc] + LOSS_CHUNK, side="right")) - 1
-        end = min(max(end, doc + 1), len(out))
-        a, b = int(offsets[doc]), int(offsets[end])
-        chunk = np.asarray(unit.mask[a:b]).view(np.uint8)
-        starts = offsets[doc:end] - a
-        nonempty = offsets[doc + 1:end + 1] > offsets[doc:end]
-        if b > a:
-            sums = np.add.reduceat(chunk, np.minimum(starts, b - a - 1), dtype=np.int64)
-            out[doc:end] = np.where(nonempty, sums, 0)
-        doc = end
-    return out
 
 
 def choose_backend(requested: str, todo_bytes: int) -> str:

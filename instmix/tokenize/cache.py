@@ -140,12 +140,7 @@ class CacheUnit:
 
     @property
     def id_table(self) -> tuple[bytes, list[int]]:
-        """``(ids blob, boundaries)``: document ``i``'s id is ``blob[b[i]:b[i + 1]]``
-        (UTF-8), for callers that look up many ids."""
-        return self._id_list
-
-    @cached_property
-    def _id_list(self) -> tuple[bytes, list[int]]:
+        """``(blob, bounds)``: document ``i``'s id is ``blob[bounds[i]:bounds[i + 1]]``."""
         blob, off = self._ids
         return blob, off.tolist()
 
