@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from instmix.errors import ConfigError
 from instmix.io import fs
 from instmix.io.progress import Progress
 from instmix.synth.config import load_augment_config
@@ -29,15 +28,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-
-
     cfg = load_augment_config(args.config)
     if args.out:
         cfg = replace(cfg, output=args.out if fs.is_url(args.out) else os.path.abspath(args.out))
-    if fs.is_url(cfg.output):
-        raise ConfigError(args.config, "output", f"{cfg.output}: augment writes its resumable "
-                          "parts to a folder; give a local or shared-filesystem folder and copy "
-                          "it to the object store after (inputs may be URLs)")
     stats = augment(cfg, ctx=RunContext(args.rank, args.world_size),
                     progress=Progress(False if args.no_progress else None),
                     retry_failed=args.retry_failed)
@@ -50,5 +43,5 @@ def run(args) -> int:
         s = stats["sessions"][-1]
         print(f"this run: {s['texts_per_s']:.2f} texts/s, {s['raw_tokens_per_s']:,.0f} raw "
               f"tok/s, {s['generated_tokens_per_s']:,.0f} generated tok/s")
-    print(f"stats: {os.path.join(cfg.output, 'stats.json')}")
+    print(f"stats: {fs.join(cfg.output, 'stats.json')}")
     return 0

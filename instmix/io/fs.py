@@ -327,6 +327,17 @@ def get_file(url: str, local: str, storage_options: Mapping | None = None) -> No
     call(fs.get_file, _strip(fs, url), local, key=url, what="download")
 
 
+def remove(path: str, storage_options: Mapping | None = None) -> None:
+    """Delete one file or object; a missing one raises FileNotFoundError."""
+    if not is_url(path):
+        os.remove(local_path(path))
+        return
+    fs = filesystem(path, storage_options)
+    if _info(path, storage_options) is None:
+        raise FileNotFoundError(path)
+    call(fs.rm_file, _strip(fs, path), key=path, what="delete")
+
+
 def remove_prefix(url: str, storage_options: Mapping | None = None) -> None:
     """Delete every object under ``url/`` (a missing prefix is fine)."""
     fs = filesystem(url, storage_options)

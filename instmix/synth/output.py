@@ -12,7 +12,10 @@ OUTPUT/
 
 Every file is written under an owner-marked temporary name (:mod:`instmix.io.atomic`) and
 renamed when complete, so a run killed at any moment leaves only whole files; temporary files of dead
-processes of this host are removed on the next start (other hosts' are left alone). Part
+processes of this host are removed on the next start (other hosts' are left alone).
+``OUTPUT`` may be an object-store URL (``s3://bucket/aug``): the same names become objects,
+each written in one PUT (atomic: an object is there whole or not at all), in the same order
+(a block's parts, then its marker, the block's commit point), so resume works the same. Part
 names and contents are a pure function of the plan, so a resumed run writes exactly the
 files an uninterrupted run would. Parts are one zstd frame with a content checksum; a
 finished block's marker lists its parts' sha256, checked on resume (a damaged or missing
@@ -31,6 +34,7 @@ from collections.abc import Iterable, Sequence
 import zstandard
 
 from instmix.errors import ConfigError, InputError, InstmixError
+from instmix.io import fs
 from instmix.io.atomic import clean_stale_in
 from instmix.io.atomic import write_atomic as atomic_write
 
@@ -52,8 +56,7 @@ def part_name(block: int, round_: int, index: int) -> str:
 def _load_json(path: str) -> dict:
     """A JSON object this program wrote; damage is a one-line error naming the file."""
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read().decode("utf-8"))
+        data = json.loads(fs.read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise InstmixError(f"{path}: damaged ({type(e).__name__}: {e}); restore it, or "
                            "start again in a new output folder") from None
@@ -95,21 +98,34 @@ def sha256_bytes(data: bytes) -> str:
 
 
 class OutputDir:
+    """The output folder, or prefix of an object store (``fs`` paths either way)."""
+
     def __init__(self, root: str):
         self.root = root
-        self.state = os.path.join(root, STATE_DIR)
+        self.remote = fs.is_url(root)
+        self.state = fs.join(root, STATE_DIR)
         self._parts: dict[int, list[str]] | None = None
+
+    def _write(self, path: str, data: bytes) -> None:
+        if self.remote:
+            fs.put_bytes(path, data)  # one PUT: the object appears whole or not at all
+        else:
+            atomic_write(path, data)
+
+    def _remove(self, path: str) -> None:
+        fs.remove(path)
 
     def prepare(self, plan: dict, where: str) -> bool:
         """Create the folder or check it holds a run of the same plan; True when resuming."""
-        os.makedirs(self.state, exist_ok=True)
-        self.clean_tmp()
-        path = os.path.join(self.root, PLAN_FILE)
-        if not os.path.exists(path):
-            if any(PART_RE.match(n) for n in os.listdir(self.root)):
+        if not self.remote:
+            os.makedirs(self.state, exist_ok=True)
+            self.clean_tmp()
+        path = fs.join(self.root, PLAN_FILE)
+        if not fs.exists(path):
+            if any(PART_RE.match(n) for n in fs.listdir(self.root)):
                 raise InstmixError(f"{self.root}: holds part files but no {PLAN_FILE}; "
                                    "use an empty output folder")
-            atomic_write(path, dump_json(plan))
+            self._write(path, dump_json(plan))
             return False
         old = _load_json(path)
         if old != plan:
@@ -120,13 +136,15 @@ class OutputDir:
         return True
 
     def clean_tmp(self) -> None:
+        if self.remote:  # objects are written whole: no temporary names
+            return
         for folder in (self.root, self.state):
             clean_stale_in(folder)
 
     def part_names(self, block: int) -> list[str]:
         if self._parts is None:
             self._parts = {}
-            for name in sorted(os.listdir(self.root)):
+            for name in fs.listdir(self.root):
                 m = PART_RE.match(name)
                 if m:
                     self._parts.setdefault(int(m.group(1)), []).append(name)
@@ -139,10 +157,9 @@ class OutputDir:
         every part of that round and later ones (``--retry-failed``)."""
         parts = {}
         for name in self.part_names(block):
-            path = os.path.join(self.root, name)
+            path = fs.join(self.root, name)
             try:
-                with open(path, "rb") as f:
-                    parts[name] = decode_entries(path, f.read())
+                parts[name] = decode_entries(path, fs.read_bytes(path))
             except InputError as e:
                 log.warning("%s; it will be made again", e)
         if skip_failed_from:
@@ -155,45 +172,41 @@ class OutputDir:
         return parts
 
     def read_part(self, name: str) -> list[Entry]:
-        path = os.path.join(self.root, name)
-        with open(path, "rb") as f:
-            return decode_entries(path, f.read())
+        path = fs.join(self.root, name)
+        return decode_entries(path, fs.read_bytes(path))
 
     def write_part(self, name: str, entries: Sequence[Entry]) -> str:
         """Write a part; returns its sha256."""
         data = encode_entries(entries)
-        atomic_write(os.path.join(self.root, name), data)
+        self._write(fs.join(self.root, name), data)
         return sha256_bytes(data)
 
     def write_cache(self, name: str, info: dict) -> None:
-        atomic_write(os.path.join(self.state, "cache-" + name[5:-10] + ".json"),
-                     dump_json(info))
+        self._write(fs.join(self.state, "cache-" + name[5:-10] + ".json"), dump_json(info))
 
     def read_cache(self, name: str) -> dict | None:
-        path = os.path.join(self.state, "cache-" + name[5:-10] + ".json")
+        path = fs.join(self.state, "cache-" + name[5:-10] + ".json")
         try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
+            return json.loads(fs.read_bytes(path).decode("utf-8"))
         except (OSError, ValueError):
             return None
 
     def done_blocks(self) -> set[int]:
-        return {int(n[6:12]) for n in os.listdir(self.state)
+        return {int(n[6:12]) for n in fs.listdir(self.state)
                 if n.startswith("block-") and n.endswith(".json")}
 
     def check_done(self, block: int) -> str | None:
         """Why finished block ``block`` must be made again (a part missing, damaged or
         holding a failed entry is reported by the caller), or None when it is intact."""
-        marker = os.path.join(self.state, f"block-{block:06d}.json")
+        marker = fs.join(self.state, f"block-{block:06d}.json")
         try:
             info = _load_json(marker)
         except InstmixError:
             return f"{marker}: damaged"
         for name, digest in sorted(info.get("parts", {}).items()):
-            path = os.path.join(self.root, name)
+            path = fs.join(self.root, name)
             try:
-                with open(path, "rb") as f:
-                    data = f.read()
+                data = fs.read_bytes(path)
             except FileNotFoundError:
                 return f"{path}: missing"
             if sha256_bytes(data) != digest:
@@ -204,46 +217,44 @@ class OutputDir:
         """sha256 of each named part file, read back from storage."""
         out = {}
         for name in names:
-            with open(os.path.join(self.root, name), "rb") as f:
-                out[name] = sha256_bytes(f.read())
+            out[name] = sha256_bytes(fs.read_bytes(fs.join(self.root, name)))
         return out
 
     def block_info(self, block: int) -> dict:
-        return _load_json(os.path.join(self.state, f"block-{block:06d}.json"))
+        return _load_json(fs.join(self.state, f"block-{block:06d}.json"))
 
     def unmark(self, block: int) -> None:
         """Send a finished block back to work (its marker is this program's own file).
         Parts whose bytes differ from the digests the marker recorded are removed first
         (they are this program's files too), so the block's redo writes them again."""
-        marker = os.path.join(self.state, f"block-{block:06d}.json")
+        marker = fs.join(self.state, f"block-{block:06d}.json")
         try:
             digests = _load_json(marker).get("parts", {})
         except InstmixError:
             digests = {}
         for name, digest in digests.items():
-            path = os.path.join(self.root, name)
+            path = fs.join(self.root, name)
             try:
-                with open(path, "rb") as f:
-                    same = sha256_bytes(f.read()) == digest
+                same = sha256_bytes(fs.read_bytes(path)) == digest
             except FileNotFoundError:
                 continue
             if not same and PART_RE.match(name):
-                os.remove(path)
+                self._remove(path)
         self._parts = None
-        os.remove(marker)
+        self._remove(marker)
 
     def mark_done(self, block: int, info: dict) -> None:
-        atomic_write(os.path.join(self.state, f"block-{block:06d}.json"), dump_json(info))
+        self._write(fs.join(self.state, f"block-{block:06d}.json"), dump_json(info))
 
     def read_state(self, prefix: str) -> list[dict]:
         out = []
-        for name in sorted(os.listdir(self.state)):
+        for name in fs.listdir(self.state):
             if name.startswith(prefix) and name.endswith(".json"):
-                out.append(_load_json(os.path.join(self.state, name)))
+                out.append(_load_json(fs.join(self.state, name)))
         return out
 
     def write_session(self, name: str, info: dict) -> None:
-        atomic_write(os.path.join(self.state, name), dump_json(info))
+        self._write(fs.join(self.state, name), dump_json(info))
 
     def write_stats(self, stats: dict) -> None:
-        atomic_write(os.path.join(self.root, STATS_FILE), dump_json(stats))
+        self._write(fs.join(self.root, STATS_FILE), dump_json(stats))
