@@ -31,7 +31,17 @@ def trainer_path(root: str, path: str, data_root: str | None) -> str:
 
 
 def export_folder(root: str, out: str | None, name: str) -> str:
-    """``out``, or ``BUILD/<name>`` for a local build (a build at a URL needs ``--out``)."""
+    """``out``, or ``BUILD/<name>`` for a local build (a build at a URL needs ``--out``).
+
+    ``out`` is a local folder: every trainer loads what an export writes from local files
+    (OLMo's YAML, OLMo-core's module and YAML, LLaMA-Factory's ``dataset_dir``,
+    transformers' tokenizer folder); only the data paths inside may be URLs."""
+    if out and fs.is_url(out):
+        raise InstmixError(f"{out}: --out must be a local folder: trainers read these configs "
+                           "(OLMo/OLMo-core YAML and Python, LLaMA-Factory's dataset_dir, the "
+                           "tokenizer folder) from local files, while the data paths in them "
+                           "may be URLs (OLMo-core reads s3:// itself; see --data-root); write "
+                           "the export locally and copy it where the trainer runs")
     if out:
         return os.path.abspath(out)
     if fs.is_url(root):
