@@ -165,6 +165,20 @@ def _strip(fs, url: str) -> str:
     return fs._strip_protocol(url)
 
 
+def _rebase(fs, base: str, found) -> list[str]:
+    """fsspec's protocol-less paths under ``base`` as URLs spelled like ``base`` (fsspec
+    writes some roots its own way: ``memory://a`` is ``/a``), sorted."""
+    url = base.rstrip("/")
+    root = _strip(fs, url).rstrip("/")
+    out = []
+    for p in found:
+        if p == root or p.startswith(root + "/"):
+            out.append(url + p[len(root):])
+        else:
+            out.append(f"{protocol(base)}://{p}")
+    return sorted(out)
+
+
 # -- queries ---------------------------------------------------------------------------------
 def _info(path: str, storage_options: Mapping | None) -> dict | None:
     """The object's (or prefix's) info, None when absent. fsspec's own exists/isfile answer
@@ -220,9 +234,11 @@ def glob(pattern: str, storage_options: Mapping | None = None) -> list[str]:
     if not is_url(pattern):
         return sorted(globlib.glob(local_path(pattern), recursive=True))
     fs = filesystem(pattern, storage_options)
-    proto = protocol(pattern)
     found = call(fs.glob, _strip(fs, pattern), key=pattern, what="list")
-    return sorted(f"{proto}://{p}" for p in found)
+    proto, _, rest = pattern.partition("://")
+    parts = rest.split("/")
+    fixed = next((i for i, part in enumerate(parts) if globlib.has_magic(part)), len(parts))
+    return _rebase(fs, f"{proto}://{'/'.join(parts[:fixed])}", found)
 
 
 def listdir(path: str, storage_options: Mapping | None = None) -> list[str]:
@@ -246,9 +262,8 @@ def walk_files(path: str, storage_options: Mapping | None = None) -> list[str]:
         p = local_path(path)
         return sorted(os.path.join(r, f) for r, _, names in os.walk(p) for f in names)
     fs = filesystem(path, storage_options)
-    proto = protocol(path)
     found = call(fs.find, _strip(fs, path), key=path, what="list")
-    return sorted(f"{proto}://{p}" for p in found)
+    return _rebase(fs, path, found)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -341,10 +356,9 @@ def remove(path: str, storage_options: Mapping | None = None) -> None:
 def remove_prefix(url: str, storage_options: Mapping | None = None) -> None:
     """Delete every object under ``url/`` (a missing prefix is fine)."""
     fs = filesystem(url, storage_options)
-    keys = [f"{protocol(url)}://{k}" for k in
-            call(fs.find, _strip(fs, url), key=url, what="list")]
+    keys = call(fs.find, _strip(fs, url), key=url, what="list")
     if keys:
-        call(fs.rm, [_strip(fs, k) for k in keys], key=url, what="delete")
+        call(fs.rm, list(keys), key=url, what="delete")
 
 
 def upload_tree(folder: str, url: str, storage_options: Mapping | None = None, *,
