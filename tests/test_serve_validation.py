@@ -193,3 +193,29 @@ def test_stream_tokenizer_fallback_is_in_the_snapshot(stream_cfg):
     other = instmix.serve.streams.Stream(sm, 0, 0)
     other.restore(snap)
     assert other.tok["reference"] is True
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"block_bytes": 0}, "block_bytes must be an integer >= 1 (bytes), got 0"),
+    ({"block_bytes": True}, "block_bytes must be an integer >= 1 (bytes), got True"),
+    ({"block_bytes": 4096.0}, "block_bytes must be an integer >= 1 (bytes), got 4096.0"),
+    ({"cache_bytes": "1G"}, "cache_bytes must be an integer >= 1 (bytes), got '1G'"),
+    ({"block_bytes": 1 << 20, "cache_bytes": 1 << 16},
+     "cache_bytes (65,536) must be >= block_bytes (1,048,576): the cache holds whole blocks"),
+])
+def test_block_cache_sizes_are_validated(build, kw, message):
+    with pytest.raises(InstmixError) as e:
+        instmix.ShardDataset(build, SEQ, **kw)
+    assert str(e.value) == message
+
+
+def test_default_block_size_follows_the_cache_and_the_item():
+    from instmix.io.ranges import choose_block_bytes
+
+    mib = 1 << 20
+    assert choose_block_bytes(None, 256 * mib, 200 * mib, 8192) == mib  # all of it fits
+    assert choose_block_bytes(None, 256 * mib, 10**12, 2048 * 4) == 64 << 10  # shuffled misses
+    assert choose_block_bytes(None, 256 * mib, 10**12, 32768 * 5) == 512 << 10  # >= 2 items
+    assert choose_block_bytes(None, 48 << 10, 10**12, 8192) == 32 << 10  # within the cache
+    assert choose_block_bytes(None, 300 << 10, 200 << 10, 8192) == 256 << 10
+    assert choose_block_bytes(4096, 256 * mib, 10**12, 8192) == 4096  # given: kept

@@ -28,7 +28,7 @@ import torch
 
 from instmix.errors import InstmixError
 from instmix.format.manifest import load_manifest
-from instmix.io import ranges
+from instmix.io import fs, ranges
 
 from .permute import Permutation
 from .sharding import (
@@ -60,12 +60,13 @@ class ShardDataset(CursorDataset):
                  seed: int = 0, epoch: int = 0, rank: int | None = None,
                  world_size: int | None = None, device_mesh=None, dp_dim: str = "dp",
                  drop_last: bool = True, tail: str = "drop", batch_size: int = 1,
-                 storage_options: Mapping | None = None, block_bytes: int = ranges.BLOCK_BYTES,
+                 storage_options: Mapping | None = None, block_bytes: int | None = None,
                  cache_bytes: int = ranges.CACHE_BYTES):
         if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
             raise InstmixError(f"seq_len must be an integer >= 1, got {seq_len!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InstmixError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        ranges.check_sizes(block_bytes, cache_bytes)
         roots = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         if not roots:
             raise InstmixError("ShardDataset needs at least one build folder")
@@ -113,7 +114,12 @@ class ShardDataset(CursorDataset):
         self._pad_rows = (np.zeros(seq_len, dtype=self.dtype), np.ones(seq_len, dtype=np.bool_))
         self._grid_cache: list | None = None
         self._grids_unopened = len(self.shards)
-        self._blocks_spec = (block_bytes, cache_bytes)
+        itemsize = np.dtype(self.dtype).itemsize
+        ranged = sum(sh.tokens * (itemsize + (1 if sh.mask else 0)) for sh in self.shards
+                     if fs.is_url(sh.path))
+        self._blocks_spec = (ranges.choose_block_bytes(
+            block_bytes, cache_bytes, ranged, seq_len * (itemsize + self._any_mask)),
+            cache_bytes)
         self._blocks: ranges.BlockCache | None = None  # one per process, for remote shards
         # doc_lens has one fixed width (the most pieces any window holds), so the default
         # torch collate can stack items; unused slots are 0.

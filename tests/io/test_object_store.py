@@ -330,3 +330,22 @@ def test_streaming_mixture_reads_s3_inputs(s3, corpus):
     b = items(f"s3://{BUCKET}/corpus", f"s3://{BUCKET}/tok/tokenizer.json")
     assert len(a) == len(b) == 40
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_shard_dataset_default_blocks_fit_the_cache_and_serve_the_same(s3, local_build,
+                                                                       s3_build):
+    """Default ``block_bytes``: 1 MiB when the whole build fits in the cache, else 64 KiB
+    (>= 2 items) blocks; the cache stays within ``cache_bytes`` either way."""
+    from instmix.serve.shard_dataset import ShardDataset
+
+    local, _ = local_build
+    url, _, _ = s3_build
+    want = [x["input_ids"].numpy() for x in ShardDataset(local, 256, seed=5)]
+    fits = ShardDataset(url, 256, seed=5)
+    small = ShardDataset(url, 256, seed=5, cache_bytes=96 << 10)  # less than the build
+    assert fits._blocks_spec == (1 << 20, 256 << 20) and small._blocks_spec == (64 << 10, 96 << 10)
+    for ds in (fits, small):
+        got = [x["input_ids"].numpy() for x in ds]
+        assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+        assert ds._blocks.held <= ds._blocks_spec[1]
+    assert small._blocks.requests > fits._blocks.requests  # misses cost requests

@@ -1,0 +1,97 @@
+"""ShardDataset over ``s3://``: block size against cache size (issue 13, the default block).
+
+    python bench/corpus.py                       # once: bench/data/corpus (53 MB of text)
+    /work/bench.sh flock /tmp/bench.lock python bench/shard_blocks.py
+
+Builds the corpus once to ``s3://bench/builds/x`` on a moto S3 server on loopback (its own
+process), then reads ``--items`` shuffled ``seq_len`` 2048 items with ShardDataset: a local
+copy (memory map, the baseline), then over s3 with 64 KiB, 1 MiB and the default blocks, with
+a 256 MiB cache (the whole build fits) and an 8 MiB one (the build is 6x larger than the
+cache: what a large build is for any cache). Reports tokens/s, GET requests and bytes
+fetched per item (on a real store each byte is paid in bandwidth; moto on loopback pays
+almost only per request). All rows in one process, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+TOKENIZER = os.path.join(ROOT, "tests", "fixtures", "dolma2-tokenizer.json")
+ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+       "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default=os.path.join(ROOT, "bench", "data", "corpus"))
+    ap.add_argument("--files", type=int, default=0, help="use only the first N files")
+    ap.add_argument("--items", type=int, default=2000)
+    args = ap.parse_args()
+    files = sorted(glob.glob(os.path.join(args.corpus, "*.jsonl.zst")))[:args.files or None]
+    if not files:
+        raise SystemExit(f"no corpus in {args.corpus}: run python bench/corpus.py first")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ.update(ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        import instmix
+        from instmix.io import fs
+        from instmix.serve.shard_dataset import ShardDataset
+
+        fs.filesystem("s3://bench").mkdir("bench")
+        work = tempfile.mkdtemp(prefix="shard-blocks-")
+        for out in (os.path.join(work, "local"), "s3://bench/builds/x"):
+            instmix.build(instmix.load_config({
+                "tokenizer": TOKENIZER, "seed": 0, "output": out,
+                "cache_dir": os.path.join(work, "cache"),
+                "sources": [{"name": "corpus", "paths": files}]}))
+
+        def rate(path: str, **kw) -> dict:
+            ds = ShardDataset(path, 2048, seed=1, **kw)
+            n = 0
+            t = time.perf_counter()
+            for _, item in zip(range(args.items), ds):
+                n += item["input_ids"].numel()
+            secs = time.perf_counter() - t
+            row = {"tok_s": n / secs, "block": ds._blocks_spec[0]}
+            if ds._blocks is not None:
+                row["gets_per_item"] = ds._blocks.requests / args.items
+                row["kib_per_item"] = ds._blocks.requests * ds._blocks_spec[0] / args.items / 1024
+            return row
+
+        print(f"{len(files)} files; load average {os.getloadavg()[0]:.2f}; {args.items} items")
+        base = rate(os.path.join(work, "local"))
+        print(f"local (memory map)                      {base['tok_s'] / 1e6:8.2f} M tok/s")
+        for cache in (256 << 20, 8 << 20):
+            for block in (64 << 10, 1 << 20, None):
+                r = rate("s3://bench/builds/x", block_bytes=block, cache_bytes=cache)
+                name = f"cache {cache >> 20:3d} MiB, block {r['block'] >> 10:5d} KiB" + \
+                    (" (default)" if block is None else "          ")
+                print(f"{name} {r['tok_s'] / 1e6:8.3f} M tok/s  x{r['tok_s'] / base['tok_s']:.4f}"
+                      f"  {r['gets_per_item']:.2f} GET/item  {r['kib_per_item']:8.1f} KiB/item")
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    finally:
+        moto.terminate()
+        moto.wait()
+
+
+if __name__ == "__main__":
+    main()
