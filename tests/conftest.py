@@ -43,6 +43,19 @@ def write_jsonl(path, rows, compress: str | None = None) -> str:
     return path
 
 
+def read_tree(folder, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative path, except paths starting with ``skip``."""
+    out = {}
+    for root, _, names in os.walk(folder):
+        for n in names:
+            p = os.path.join(root, n)
+            rel = os.path.relpath(p, folder)
+            if not rel.startswith(skip):
+                with open(p, "rb") as f:
+                    out[rel] = f.read()
+    return out
+
+
 @pytest.fixture(scope="session")
 def real_docs() -> list[dict]:
     """Real English text: the quickstart's Python documentation pages (PSF licence)."""

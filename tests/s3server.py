@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from instmix.io import fs
 
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
             b"<Message>Please reduce your request rate.</Message></Error>")
@@ -130,3 +136,28 @@ def fresh_fs() -> None:
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@contextmanager
+def s3_session(bucket: str) -> Iterator[MotoS3]:
+    """A moto server with the environment pointed at it and ``bucket`` made; the
+    environment and fsspec's cached filesystems are restored after."""
+    with MotoS3() as server:
+        mp = pytest.MonkeyPatch()
+        set_env(mp, server.env())
+        fresh_fs()
+        fs.filesystem("s3://x").mkdir(bucket)
+        try:
+            yield server
+        finally:
+            mp.undo()
+            fresh_fs()
+
+
+def s3_tree(url: str, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every object under ``url`` by its key relative to it, except keys starting with ``skip``."""
+    handle = fs.filesystem(url)
+    handle.invalidate_cache()
+    key = url.removeprefix("s3://")
+    found = {p[len(key) + 1:]: p for p in handle.find(key)}
+    return {rel: handle.cat_file(p) for rel, p in found.items() if not rel.startswith(skip)}

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import config, write_jsonl
+from conftest import config, read_tree, write_jsonl
 
 import instmix
 from instmix.builder import loss, pipeline
@@ -55,15 +55,6 @@ def test_processes_must_be_positive():
         LocalExecutor(0)
 
 
-def _tree(folder):
-    out = {}
-    for root, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(root, n)
-            out[os.path.relpath(p, folder)] = open(p, "rb").read()
-    return out
-
-
 @pytest.mark.parametrize("loss", ["all", "responses"])
 def test_builds_are_byte_identical_for_one_and_two_processes(tmp_path, real_docs, paragraphs,
                                                              loss):
@@ -80,8 +71,8 @@ def test_builds_are_byte_identical_for_one_and_two_processes(tmp_path, real_docs
                      shard_tokens=100_000, tokenizer={"path": config(tmp_path, [])["tokenizer"],
                                                       "backend": "gigatoken"})
         m = instmix.build(instmix.load_config(cfg))
-        outs.append(_tree(cfg["output"]))
-        caches.append({k: v for k, v in _tree(cfg["cache_dir"]).items()
+        outs.append(read_tree(cfg["output"]))
+        caches.append({k: v for k, v in read_tree(cfg["cache_dir"]).items()
                        if not k.endswith("input-hashes.json")})
         assert m["documents"] > 800
     assert outs[0] == outs[1]

@@ -22,22 +22,13 @@ import time
 
 import numpy as np
 import yaml
-from conftest import ROOT, config, write_jsonl
+from conftest import ROOT, config, read_tree, write_jsonl
 
 from instmix.format.verify import verify
 from instmix.tokenize.unit_check import check_unit
 
 RUNNER = str(ROOT / "tests" / "build_runner.py")
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
-
-
-def tree(folder) -> dict[str, bytes]:
-    out = {}
-    for root, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(root, n)
-            out[os.path.relpath(p, folder)] = open(p, "rb").read()
-    return out
 
 
 def temporaries(*folders) -> list[str]:
@@ -92,13 +83,13 @@ def test_random_kill_9_points_then_rerun_is_byte_identical(tmp_path, bos_tokeniz
     t0 = time.monotonic()
     assert run("plain", ref_cfg).returncode == 0
     cold = time.monotonic() - t0  # tokenize + write
-    reference = tree(ref_out)
+    reference = read_tree(ref_out)
     t0 = time.monotonic()
     assert run("plain", ref_cfg).returncode == 0
     warm = time.monotonic() - t0  # cache reused: write only
-    assert tree(ref_out) == reference
+    assert read_tree(ref_out) == reference
     assert run("plain", cfg_file("old", out, tmp_path / "old-cache", seed=99)).returncode == 0
-    old = tree(out)
+    old = read_tree(out)
     assert old != reference
     cfg = cfg_file("new", out, cache)
     seed = os.environ.get("INSTMIX_KILL_SEED", "20261201")  # "random": a new seed each run
@@ -116,7 +107,7 @@ def test_random_kill_9_points_then_rerun_is_byte_identical(tmp_path, bos_tokeniz
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        got = tree(out)
+        got = read_tree(out)
         assert got in (old, reference), f"seed {seed}, point {i}: output is neither build"
         verify(str(out))
         if proc.returncode == 0:
@@ -130,7 +121,7 @@ def test_random_kill_9_points_then_rerun_is_byte_identical(tmp_path, bos_tokeniz
     print(f"kill -9 points {points} (seed {seed}): {outcomes}")
     assert outcomes["old"] + outcomes["new"] >= points // 4, (seed, outcomes)
     assert run("plain", cfg).returncode == 0
-    assert tree(out) == reference
+    assert read_tree(out) == reference
     assert not temporaries(tmp_path, cache)
     assert check_cache(cache) == 3
 
@@ -139,17 +130,17 @@ def test_kill_at_the_exact_swap_points(tmp_path, bos_tokenizer, paragraphs):
     cfg_file = setup(tmp_path, bos_tokenizer, paragraphs)
     ref_out, out = tmp_path / "reference", tmp_path / "out"
     assert run("plain", cfg_file("ref", ref_out, tmp_path / "cache")).returncode == 0
-    reference = tree(ref_out)
+    reference = read_tree(ref_out)
     for mode in ("kill-exchange", "kill-renames"):
         assert run("plain", cfg_file("old", out, tmp_path / "cache", seed=99)).returncode == 0
-        old = tree(out)
+        old = read_tree(out)
         cfg = cfg_file("new", out, tmp_path / "cache")
         killed = run(mode, cfg)
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         if mode == "kill-exchange":
             # the exchange is one step: the new build is in place, the old one waits under
             # an owner-marked name for removal
-            assert tree(out) == reference
+            assert read_tree(out) == reference
         else:
             # between the two renames there is no output; the old build is kept aside
             assert not out.exists()
@@ -158,7 +149,7 @@ def test_kill_at_the_exact_swap_points(tmp_path, bos_tokenizer, paragraphs):
                    ).returncode == 0  # an unrelated build touches nothing of out's
         rerun = run("plain", cfg)
         assert rerun.returncode == 0, rerun.stderr
-        assert tree(out) == reference
+        assert read_tree(out) == reference
         verify(str(out))
         assert not temporaries(tmp_path, tmp_path / "cache")
         del old
@@ -171,13 +162,13 @@ def test_kill_between_renames_then_a_rebuild_of_the_old_config_restores_it(
     out = tmp_path / "out"
     old_cfg = cfg_file("old", out, tmp_path / "cache", seed=99)
     assert run("plain", old_cfg).returncode == 0
-    old = tree(out)
+    old = read_tree(out)
     assert run("kill-renames", cfg_file("new", out, tmp_path / "cache")).returncode == \
         -signal.SIGKILL
     from instmix.io.atomic import clean_stale
 
     clean_stale(str(out))
-    assert tree(out) == old
+    assert read_tree(out) == old
     verify(str(out))
 
 
@@ -186,13 +177,13 @@ def test_two_builds_started_together_share_cache_and_output(tmp_path, bos_tokeni
     cfg_file = setup(tmp_path, bos_tokenizer, paragraphs)
     assert run("plain", cfg_file("ref", tmp_path / "reference", tmp_path / "ref-cache")
                ).returncode == 0
-    reference = tree(tmp_path / "reference")
+    reference = read_tree(tmp_path / "reference")
     out, cache = tmp_path / "out", tmp_path / "cache"
     cfg = cfg_file("new", out, cache)
     procs = [start("plain", cfg) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
-    assert tree(out) == reference
+    assert read_tree(out) == reference
     verify(str(out))
     assert check_cache(cache) == 3
     assert not temporaries(tmp_path, cache)
@@ -202,7 +193,7 @@ def test_a_build_started_while_another_publishes_slowly(tmp_path, bos_tokenizer,
     cfg_file = setup(tmp_path, bos_tokenizer, paragraphs)
     assert run("plain", cfg_file("ref", tmp_path / "reference", tmp_path / "ref-cache")
                ).returncode == 0
-    reference = tree(tmp_path / "reference")
+    reference = read_tree(tmp_path / "reference")
     out, cache = tmp_path / "out", tmp_path / "cache"
     cfg = cfg_file("new", out, cache)
     slow = start("slow-publish", cfg)
@@ -217,7 +208,7 @@ def test_a_build_started_while_another_publishes_slowly(tmp_path, bos_tokenizer,
     assert slow.poll() is None  # still publishing: its stage was not touched
     slow.communicate(timeout=120)
     assert slow.returncode == 0, slow.stderr
-    assert tree(out) == reference
+    assert read_tree(out) == reference
     verify(str(out))
     assert check_cache(cache) == 3
     assert not temporaries(tmp_path, cache)

@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import config, write_jsonl
+from conftest import config, read_tree, write_jsonl
 
 import instmix
 import instmix.io.fs
@@ -30,16 +30,6 @@ def test_make_executor_gives_the_ray_executor(ray_executor):
     ex = make_executor("ray")  # Ray is running: it is used, not started again
     assert isinstance(ex, RayExecutor) and not ex.started
     assert ex.map(len, [[1], [1, 2], []]) == [1, 2, 0]
-
-
-def _tree(folder) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, folder)] = f.read()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +59,11 @@ def test_ray_build_equals_the_local_build(tmp_path, inputs, ray_executor):
                           executor=ray_executor)
         ref = instmix.build(_cfg(tmp_path, root, qa, f"local-{layout}", layout=layout))
         assert m == ref and len(m["shards"]) > 3
-        assert _tree(tmp_path / f"ray-{layout}") == _tree(tmp_path / f"local-{layout}")
+        assert read_tree(tmp_path / f"ray-{layout}") == read_tree(tmp_path / f"local-{layout}")
         # the Ray build tokenized into its own cache: same units, same token bytes (meta.json
         # names the backend each chose, which may differ: every backend gives the same ids)
-        ray_cache = _tree(tmp_path / f"ray-{layout}-cache")
-        local_cache = _tree(tmp_path / f"local-{layout}-cache")
+        ray_cache = read_tree(tmp_path / f"ray-{layout}-cache")
+        local_cache = read_tree(tmp_path / f"local-{layout}-cache")
         assert {k for k in ray_cache if "/" in k} == {k for k in local_cache if "/" in k}
         assert all(ray_cache[k] == local_cache[k] for k in local_cache
                    if "/" in k and not k.endswith("meta.json"))
@@ -115,7 +105,7 @@ def test_a_killed_worker_is_retried_and_the_output_is_unchanged(tmp_path, inputs
     assert os.getpid() not in pids.values()
     ref = instmix.build(_cfg(tmp_path, root, qa, "local"))
     assert m == ref
-    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+    assert read_tree(tmp_path / "ray") == read_tree(tmp_path / "local")
 
 
 def test_a_cluster_that_cannot_see_the_storage_is_a_clear_error(tmp_path, inputs,
@@ -173,7 +163,7 @@ def test_s3_corpus_built_on_ray_verifies_and_serves_the_laptop_build(tmp_path, i
                 "generation"]
             prefix = f"corpus-bucket/builds/x/{gen}"
             remote = {p[len(prefix) + 1:]: handle.cat_file(p) for p in handle.find(prefix)}
-            assert remote == _tree(tmp_path / "laptop")
+            assert remote == read_tree(tmp_path / "laptop")
             assert verify(url, opts)["tokens"] == ref["total_tokens"]
             a = ShardDataset(str(tmp_path / "laptop"), 128, seed=2)
             b = ShardDataset(url, 128, seed=2, storage_options=opts)
@@ -189,6 +179,6 @@ def test_s3_corpus_built_on_ray_verifies_and_serves_the_laptop_build(tmp_path, i
                 top = json.loads(handle.cat_file(f"corpus-bucket/sweep/{name}/manifest.json"))
                 pre = f"corpus-bucket/sweep/{name}/{top['generation']}"
                 assert {p[len(pre) + 1:]: handle.cat_file(p) for p in handle.find(pre)} == \
-                    _tree(local)
+                    read_tree(local)
         finally:
             fresh_fs()

@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from conftest import config, write_jsonl
+from conftest import config, read_tree, write_jsonl
 
 import instmix
 from instmix.errors import InstmixError, VerifyError
@@ -30,15 +30,6 @@ def cfg(tmp_path):
                   shard_tokens=300)
 
 
-def tree(folder) -> dict[str, bytes]:
-    out = {}
-    for root, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(root, n)
-            out[os.path.relpath(p, folder)] = open(p, "rb").read()
-    return out
-
-
 # item 1: only an instmix build (recognised by content) is ever replaced
 
 def test_a_folder_with_someone_elses_manifest_is_not_wiped(cfg):
@@ -48,10 +39,10 @@ def test_a_folder_with_someone_elses_manifest_is_not_wiped(cfg):
         json.dump({"name": "my web app", "version": "1.0"}, f)
     with open(os.path.join(out, "index.html"), "w") as f:
         f.write("<html>")
-    before = tree(out)
+    before = read_tree(out)
     with pytest.raises(InstmixError, match=r"manifest.json is not an instmix build manifest"):
         build(cfg)
-    assert tree(out) == before
+    assert read_tree(out) == before
 
 
 def test_a_build_folder_holding_user_files_is_not_replaced(cfg):

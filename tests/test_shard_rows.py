@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import config, write_jsonl
+from conftest import config, read_tree, write_jsonl
 
 import instmix
 from instmix.builder import pipeline, shard_rows
@@ -17,15 +17,6 @@ from instmix.builder.tasks import LocalShardWriter, shard_tasks, write_shard, wr
 from instmix.format.writer import ShardWriter, open_shard
 from instmix.io.direct import DirectWriter
 from instmix.io.progress import Progress
-
-
-def _tree(folder) -> dict:
-    out = {}
-    for root, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(root, n)
-            out[os.path.relpath(p, folder)] = open(p, "rb").read()
-    return out
 
 
 @pytest.mark.parametrize("stage", [4096, 1 << 16])
@@ -95,7 +86,7 @@ def test_write_rows_matches_one_write_per_document(tmp_path, real_docs, paragrap
     stats = shard.close()
     assert stats.manifest_dict() == expected.manifest_dict()
     assert sum(seen) == stats.tokens and (len(seen) > 5) == (run_tokens < 1000)
-    assert _tree(one) == _tree(runs)
+    assert read_tree(one) == read_tree(runs)
     assert 0 < stats.loss_tokens < stats.tokens
 
 
@@ -112,7 +103,7 @@ def test_shard_tasks_on_worker_processes_write_the_same_bytes(tmp_path, real_doc
         assert len(tasks) > 5
         stats = write_shards(tasks, pools, Progress(enabled=False), LocalExecutor(processes))
         assert [s.path for s in stats] == [f"part-{k:05d}.npy" for k in range(len(tasks))]
-        trees.append((_tree(dest), [s.manifest_dict() for s in stats]))
+        trees.append((read_tree(dest), [s.manifest_dict() for s in stats]))
     assert trees[0] == trees[1] == trees[2]
     # the task function itself, as the forked workers run it
     opened = {os.path.basename(u.folder): u for p in pools for u in p.units}
@@ -138,7 +129,7 @@ def test_builds_with_many_shards_do_not_depend_on_workers(tmp_path, real_docs, p
                      shard_tokens=3_000, layout=layout)
         m = instmix.build(instmix.load_config(cfg))
         assert len(m["shards"]) > 4
-        outs.append(_tree(cfg["output"]))
+        outs.append(read_tree(cfg["output"]))
     assert outs[0] == outs[1]
 
 

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 import yaml
-from conftest import OLMO_TOKENIZER, ROOT, write_jsonl
-from s3server import MotoS3, ThrottlingProxy, fresh_fs
+from conftest import OLMO_TOKENIZER, ROOT, read_tree, write_jsonl
+from s3server import ThrottlingProxy, fresh_fs, s3_session, s3_tree
 
 import instmix
 from instmix.errors import InstmixError, VerifyError
@@ -28,17 +28,8 @@ BUCKET = "instmix-test"
 
 @pytest.fixture(scope="module")
 def s3():
-    with MotoS3() as server:
-        mp = pytest.MonkeyPatch()
-        for k, v in server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_PROFILE", raising=False)
-        fresh_fs()
-        handle = fs.filesystem("s3://x")
-        handle.mkdir(BUCKET)
+    with s3_session(BUCKET) as server:
         yield server
-        mp.undo()
-        fresh_fs()
 
 
 def _s3(s3):
@@ -73,22 +64,6 @@ def _cfg(data: str, out: str, cache: str, tok: str, **kw) -> dict:
     return cfg
 
 
-def _local_tree(folder) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, folder)] = f.read()
-    return out
-
-
-def _s3_tree(s3, url: str) -> dict[str, bytes]:
-    handle = _s3(s3)
-    key = url.removeprefix("s3://")
-    return {p[len(key) + 1:]: handle.cat_file(p) for p in handle.find(key)}
-
-
 @pytest.fixture(scope="module")
 def local_build(corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local")
@@ -117,9 +92,9 @@ def test_s3_to_s3_build_equals_the_local_build_file_for_file(s3, local_build, s3
     url, m, _ = s3_build
     assert m == lm
     gen = _generation(s3, url)
-    tree = _s3_tree(s3, url)
+    tree = s3_tree(url)
     committed = {k[len(gen) + 1:]: v for k, v in tree.items() if k.startswith(gen + "/")}
-    assert committed == _local_tree(local)  # every file, byte for byte (ids included)
+    assert committed == read_tree(local)  # every file, byte for byte (ids included)
     # the prefix holds the commit point and that one generation only
     assert set(tree) == {"manifest.json"} | {f"{gen}/{k}" for k in committed}
     top = json.loads(tree["manifest.json"])

@@ -12,8 +12,8 @@ import time
 
 import pytest
 import yaml
-from conftest import OLMO_TOKENIZER
-from s3server import MotoS3, fresh_fs
+from conftest import OLMO_TOKENIZER, read_tree
+from s3server import s3_session, s3_tree
 
 import instmix
 from instmix.io import fs
@@ -31,16 +31,8 @@ TIMING = ("stats.json", "_state/session-")  # throughput of a run: differs betwe
 
 @pytest.fixture(scope="module")
 def s3():
-    with MotoS3() as server:
-        mp = pytest.MonkeyPatch()
-        for k, v in server.env().items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_PROFILE", raising=False)
-        fresh_fs()
-        fs.filesystem("s3://x").mkdir(BUCKET)
+    with s3_session(BUCKET) as server:
         yield server
-        mp.undo()
-        fresh_fs()
 
 
 def _config(tmp, tok, out, n=40, **options):
@@ -58,26 +50,6 @@ def _config(tmp, tok, out, n=40, **options):
 
 def _load(tmp, data):
     return load_augment_config(data, base_dir=str(tmp))
-
-
-def _local_tree(folder) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            rel = os.path.relpath(p, folder)
-            if not rel.startswith(TIMING):
-                with open(p, "rb") as f:
-                    out[rel] = f.read()
-    return out
-
-
-def _s3_tree(url: str) -> dict[str, bytes]:
-    handle = fs.filesystem(url)
-    handle.invalidate_cache()
-    key = url.removeprefix("s3://")
-    found = {p[len(key) + 1:]: p for p in handle.find(key)}
-    return {rel: handle.cat_file(p) for rel, p in found.items() if not rel.startswith(TIMING)}
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +72,15 @@ def test_augment_to_s3_equals_augment_to_a_folder_file_for_file(s3, reference):
     url = f"s3://{BUCKET}/whole"
     stats = augment(_load(tmp, _config(tmp, ref.synthesizer.tokenizer, url)))
     assert stats["complete"]
-    want = _local_tree(ref.output)
+    want = read_tree(ref.output, TIMING)
     assert any(n.startswith("part-") for n in want) and "augment.json" in want
-    assert _s3_tree(url) == want  # parts, markers, cache figures and the plan, byte for byte
+    assert s3_tree(url, TIMING) == want  # parts, markers, cache figures and the plan, byte for byte
     handle = fs.filesystem(url)
     assert handle.cat_file(f"{BUCKET}/whole/stats.json")  # the run's stats are there too
     # a rerun of a finished run generates nothing and changes no object
     again = augment(_load(tmp, _config(tmp, ref.synthesizer.tokenizer, url)))
     assert again["sessions"][-1]["texts"] == 0 and again["totals"] == stats["totals"]
-    assert _s3_tree(url) == want
+    assert s3_tree(url, TIMING) == want
 
 
 def test_crashes_then_resume_redo_only_uncommitted_work(s3, reference):
@@ -118,7 +90,7 @@ def test_crashes_then_resume_redo_only_uncommitted_work(s3, reference):
     for crash in (8, 10, 9):
         with pytest.raises(Crash):
             augment(_load(tmp, _config(tmp, tok, url, crash_after=crash)))
-    before = _s3_tree(url)
+    before = s3_tree(url, TIMING)
     committed = _committed(before)
     assert committed and len(committed) < 4
     for k, info in committed.items():  # a marker is there only once all its parts are
@@ -128,7 +100,7 @@ def test_crashes_then_resume_redo_only_uncommitted_work(s3, reference):
     assert kept > 0  # an open block's whole checkpoint parts are reused, not made again
     stats = augment(_load(tmp, _config(tmp, tok, url)))
     assert stats["complete"]
-    assert _s3_tree(url) == _local_tree(ref.output)
+    assert s3_tree(url, TIMING) == read_tree(ref.output, TIMING)
     done_texts = sum(info["texts"] for info in committed.values())
     assert stats["sessions"][-1]["texts"] == stats["totals"]["texts"] - done_texts - kept
 
@@ -150,7 +122,7 @@ def test_a_committed_block_missing_a_part_is_made_again(s3, reference):
     handle.rm(gone[0])
     stats = augment(_load(tmp, _config(tmp, tok, url)))
     assert stats["sessions"][-1]["texts"] > 0  # had the marker been trusted, nothing ran
-    assert _s3_tree(url) == _local_tree(ref.output)
+    assert s3_tree(url, TIMING) == read_tree(ref.output, TIMING)
 
 
 def test_kill_9_during_an_s3_augment_then_resume_gives_the_same_files(s3, reference):
@@ -179,13 +151,13 @@ def test_kill_9_during_an_s3_augment_then_resume_gives_the_same_files(s3, refere
         assert proc.poll() is None, proc.stderr.read().decode()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        tree = _s3_tree(url)
+        tree = s3_tree(url, TIMING)
         for k, info in _committed(tree).items():  # never a marker without all its parts
             assert set(info["parts"]) <= set(tree), k
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f"augmented {url}:" in done.stdout
-    assert _s3_tree(url) == _local_tree(ref.output)
+    assert s3_tree(url, TIMING) == read_tree(ref.output, TIMING)
 
 
 def test_a_build_over_the_s3_augment_output_equals_the_local_one(s3, reference, tmp_path):
@@ -204,4 +176,4 @@ def test_a_build_over_the_s3_augment_output_equals_the_local_one(s3, reference, 
     local = build(ref.output, str(tmp_path / "local"))
     remote = build(url, str(tmp_path / "remote"))
     assert local["documents"] > 0 and remote == local
-    assert _local_tree(tmp_path / "remote") == _local_tree(tmp_path / "local")
+    assert read_tree(tmp_path / "remote", TIMING) == read_tree(tmp_path / "local", TIMING)
