@@ -47,9 +47,10 @@ def parse_temp_name(name: str) -> tuple[str, str, str] | None:
     return (m.group("target"), m.group("role"), m.group("token")) if m else None
 
 
-def fsync_dir(folder: str) -> None:
+def fsync_path(path: str) -> None:
+    """fsync a file or folder by path; a path that cannot be opened or synced is skipped."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -79,7 +80,7 @@ def write_atomic(path: str, data: str | bytes, *, mode: int = 0o666) -> str:
         except OSError:
             pass
         raise
-    fsync_dir(folder)
+    fsync_path(folder)
     return path
 
 
@@ -116,17 +117,8 @@ def fsync_tree(folder: str) -> None:
     publish a folder whose files were never written out)."""
     for root, _, names in os.walk(folder):
         for name in names:
-            try:
-                fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        fsync_dir(root)
+            fsync_path(os.path.join(root, name))
+        fsync_path(root)
 
 
 def swap_dir(new: str, dest: str, *, check: Callable[[str], None] | None = None) -> None:
@@ -146,20 +138,20 @@ def swap_dir(new: str, dest: str, *, check: Callable[[str], None] | None = None)
     if not os.path.lexists(dest):
         try:
             os.rename(new, dest)
-            fsync_dir(parent)
+            fsync_path(parent)
             return
         except OSError as e:  # created meanwhile: replace it as below
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
     if _exchange(new, dest):
         # ``new`` (a tmp name) now holds the previous folder: remove it
-        fsync_dir(parent)
+        fsync_path(parent)
         shutil.rmtree(new, ignore_errors=True)
         return
     old = temp_name(dest, "old")
     os.rename(dest, old)
     os.rename(new, dest)  # a crash before this line is undone by recover(dest)
-    fsync_dir(parent)
+    fsync_path(parent)
     trash = temp_name(dest, "tmp")
     os.rename(old, trash)
     shutil.rmtree(trash, ignore_errors=True)
