@@ -26,18 +26,16 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 import yaml
+from moto_server import MotoServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 TOKENIZER = os.path.join(ROOT, "tests", "fixtures", "dolma2-tokenizer.json")
-ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-       "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def tree(folder: str) -> dict[str, bytes]:
@@ -67,12 +65,6 @@ def cli_build(cfg: str, *extra: str, env: dict | None = None) -> float:
     return time.perf_counter() - t
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default=os.path.join(ROOT, "bench", "data", "corpus"))
@@ -94,20 +86,11 @@ def main() -> None:
     w = args.work
     res: dict = {"files": len(files), "compressed_mb": round(mb, 1), "cores": os.cpu_count()}
 
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ.update(ENV, AWS_ENDPOINT_URL=endpoint)
+    moto = MotoServer()
+    endpoint = moto.endpoint
     try:
         import s3fs
 
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         s3 = s3fs.S3FileSystem(endpoint_url=endpoint)
         s3.mkdir("bench")
         for f in files:
@@ -191,8 +174,7 @@ def main() -> None:
         res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         fcntl.flock(lock, fcntl.LOCK_UN)
     finally:
-        moto.terminate()
-        moto.wait()
+        moto.close()
     res["ray_cli_speed"] = res["local_s"] / res["ray_cli_s"]
     res["ray_warm_speed"] = res["local_inproc_s"] / res["ray_warm_s"]
     res["ray_first_speed"] = res["local_inproc_s"] / res["ray_first_s"]

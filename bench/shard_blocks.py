@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
+from moto_server import MotoServer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 TOKENIZER = os.path.join(ROOT, "tests", "fixtures", "dolma2-tokenizer.json")
-ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-       "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def main() -> None:
@@ -39,19 +37,8 @@ def main() -> None:
     files = sorted(glob.glob(os.path.join(args.corpus, "*.jsonl.zst")))[:args.files or None]
     if not files:
         raise SystemExit(f"no corpus in {args.corpus}: run python bench/corpus.py first")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ.update(ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    moto = MotoServer()
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         import instmix
         from instmix.io import fs
         from instmix.serve.shard_dataset import ShardDataset
@@ -89,8 +76,7 @@ def main() -> None:
                       f"  {r['gets_per_item']:.2f} GET/item  {r['kib_per_item']:8.1f} KiB/item")
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
     finally:
-        moto.terminate()
-        moto.wait()
+        moto.close()
 
 
 if __name__ == "__main__":
