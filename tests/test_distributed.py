@@ -8,6 +8,7 @@ import datetime
 import os
 import socket
 import traceback
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -62,8 +63,23 @@ def _loader(name: str, ds, workers: int):
     return StatefulDataLoader(ds, batch_size=BATCH, num_workers=workers)
 
 
-def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
+@contextmanager
+def _rank_process(rank: int, out: str):
+    """A rank's body: its traceback saved to ``OUT.errRANK`` for the parent to show, and its
+    process group destroyed however it ends."""
     try:
+        yield
+    except Exception:
+        with open(out + f".err{rank}", "w") as f:
+            f.write(traceback.format_exc())
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
+    with _rank_process(rank, out):
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world, timeout=TIMEOUT)
         torch.set_num_threads(1)  # 2 cores shared by all ranks and workers
@@ -96,13 +112,6 @@ def _ddp_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
         dist.barrier()
         if rank == 0:
             torch.save(results, out)
-    except Exception:
-        with open(out + f".err{rank}", "w") as f:
-            f.write(traceback.format_exc())
-        raise
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _spawn(fn, world: int, *args, timeout: float = 900) -> None:
@@ -148,7 +157,7 @@ def _mesh_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    try:
+    with _rank_process(rank, out):
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=TIMEOUT)
         mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
         got = {}
@@ -163,13 +172,6 @@ def _mesh_rank(rank: int, world: int, port: int, data: dict, out: str) -> None:
         dist.all_gather_object(everyone, (mesh.get_coordinate(), got))
         if rank == 0:
             torch.save(everyone, out)
-    except Exception:
-        with open(out + f".err{rank}", "w") as f:
-            f.write(traceback.format_exc())
-        raise
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def test_data_parallel_mesh(data, tmp_path):

@@ -172,14 +172,18 @@ def test_kill_between_renames_then_a_rebuild_of_the_old_config_restores_it(
     verify(str(out))
 
 
-def test_two_builds_started_together_share_cache_and_output(tmp_path, bos_tokenizer,
-                                                            paragraphs):
-    cfg_file = setup(tmp_path, bos_tokenizer, paragraphs)
+def reference_and_config(tmp_path, tokenizer, paragraphs):
+    """A finished reference build's files, and a config building the same to ``out``/``cache``."""
+    cfg_file = setup(tmp_path, tokenizer, paragraphs)
     assert run("plain", cfg_file("ref", tmp_path / "reference", tmp_path / "ref-cache")
                ).returncode == 0
-    reference = read_tree(tmp_path / "reference")
     out, cache = tmp_path / "out", tmp_path / "cache"
-    cfg = cfg_file("new", out, cache)
+    return read_tree(tmp_path / "reference"), out, cache, cfg_file("new", out, cache)
+
+
+def test_two_builds_started_together_share_cache_and_output(tmp_path, bos_tokenizer,
+                                                            paragraphs):
+    reference, out, cache, cfg = reference_and_config(tmp_path, bos_tokenizer, paragraphs)
     procs = [start("plain", cfg) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
@@ -190,12 +194,7 @@ def test_two_builds_started_together_share_cache_and_output(tmp_path, bos_tokeni
 
 
 def test_a_build_started_while_another_publishes_slowly(tmp_path, bos_tokenizer, paragraphs):
-    cfg_file = setup(tmp_path, bos_tokenizer, paragraphs)
-    assert run("plain", cfg_file("ref", tmp_path / "reference", tmp_path / "ref-cache")
-               ).returncode == 0
-    reference = read_tree(tmp_path / "reference")
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    cfg = cfg_file("new", out, cache)
+    reference, out, cache, cfg = reference_and_config(tmp_path, bos_tokenizer, paragraphs)
     slow = start("slow-publish", cfg)
     deadline = time.monotonic() + 120
     # wait until the slow build's stage is complete (its manifest is written last)
