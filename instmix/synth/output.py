@@ -15,9 +15,9 @@ renamed when complete, so a run killed at any moment leaves only whole files; te
 processes of this host are removed on the next start (other hosts' are left alone).
 ``OUTPUT`` may be an object-store URL (``s3://bucket/aug``): the same names become objects,
 each written in one PUT (atomic: an object is there whole or not at all), in the same order
-(a block's parts, then its marker, the block's commit point), so resume works the same. Part
-names and contents are a pure function of the plan, so a resumed run writes exactly the
-files an uninterrupted run would. Parts are one zstd frame with a content checksum; a
+(a part's cache figures, then the part; a block's parts, then its marker, the block's commit
+point), so resume works the same. Part names and contents are a pure function of the plan,
+so a resumed run writes exactly the files an uninterrupted run would. Parts are one zstd frame with a content checksum; a
 finished block's marker lists its parts' sha256, checked on resume (a damaged or missing
 part sends its block back to work).
 """

@@ -148,8 +148,9 @@ def augment(cfg: AugmentConfig, *, ctx: RunContext | None = None, progress=None,
         for item in executor.run(pending()):
             if isinstance(item, Part):
                 info = cache_stats(item)
-                writer.put(lambda item=item, info=info: (out.write_part(item.name, item.entries),
-                                                         out.write_cache(item.name, info)))
+                # the cache figures first: a part on storage always has its figures
+                writer.put(lambda item=item, info=info: (out.write_cache(item.name, info),
+                                                         out.write_part(item.name, item.entries)))
                 pending_entries.setdefault(item.block, []).extend(item.entries)
                 pending_cache.setdefault(item.block, []).append(info)
                 session.add(item)

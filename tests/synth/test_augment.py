@@ -130,6 +130,53 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_model, engine):
     assert not [n for n in os.listdir(out) if ".instmix-tmp-" in n]
 
 
+def test_kill_9_after_each_write_then_resume_gives_the_same_files(tmp_path, tiny_tokenizer):
+    """A process killed right after any one of its writes (a part, its cache figures, a
+    marker, the plan) leaves a folder whose resume ends with the files of an uninterrupted
+    run: every file, the cache figures included, not only the parts."""
+    from conftest import read_tree
+
+    from instmix.synth.output import OutputDir
+
+    timing = ("stats.json", os.path.join("_state", "session-"))
+    ref = load(tmp_path, config(tmp_path, tiny_tokenizer, out="ref", n=8))
+    writes = []
+    original = OutputDir._write
+
+    def counting(self, path, data):
+        original(self, path, data)
+        writes.append(os.path.relpath(path, self.root))
+
+    OutputDir._write = counting
+    try:
+        augment(ref)
+    finally:
+        OutputDir._write = original
+    want = read_tree(ref.output, timing)
+    assert any(w.startswith(os.path.join("_state", "cache-")) for w in writes)
+    for n in range(1, len(writes)):
+        cfg = load(tmp_path, config(tmp_path, tiny_tokenizer, out=f"killed-{n}", n=8))
+        pid = os.fork()
+        if pid == 0:  # the child: dies with SIGKILL right after its n-th write
+            count = [0]
+
+            def dying(self, path, data, count=count, n=n):
+                original(self, path, data)
+                count[0] += 1
+                if count[0] == n:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            OutputDir._write = dying
+            try:
+                augment(cfg)
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (n, status)
+        augment(cfg)
+        assert read_tree(cfg.output, timing) == want, (n, writes[n - 1])
+
+
 def test_ranks_share_the_blocks(tmp_path, tiny_tokenizer):
     whole = load(tmp_path, config(tmp_path, tiny_tokenizer, out="whole"))
     augment(whole)
