@@ -17,6 +17,8 @@ import fcntl
 import mmap
 import os
 
+from instmix.io.pages import WRITE_CHUNK
+
 STAGE_BYTES = 8 << 20  # staging buffer: a multiple of every block size in use
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 
@@ -57,7 +59,8 @@ class DirectWriter:
         view = self._view[:n]
         while len(view):
             try:
-                wrote = os.write(self.fd, view)
+                # buffered: calls of at most WRITE_CHUNK bytes (see instmix.io.pages)
+                wrote = os.write(self.fd, view if self.direct else view[:WRITE_CHUNK])
             except OSError as e:
                 if not self.direct or e.errno != errno.EINVAL:
                     raise

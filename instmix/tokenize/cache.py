@@ -46,6 +46,7 @@ from instmix.errors import InputError, InstmixError
 from instmix.io import fs
 from instmix.io.atomic import make_temp_dir, temp_name
 from instmix.io.hashing import hash_input, sha256_file
+from instmix.io.pages import save_npy, write_chunked
 from instmix.sources.kinds import batch_documents
 from instmix.sources.registry import get_kind
 
@@ -233,12 +234,12 @@ class UnitWriter:
             raise InstmixError(f"tokenizer produced id {int(enc.tokens.max())} >= vocab size "
                                f"{self.info.vocab_size}")
         tok = np.ascontiguousarray(enc.tokens, dtype=self.dtype)
-        self._tok.write(memoryview(tok).cast("B"))
+        write_chunked(self._tok, tok)
         self._sha["tokens.bin"].update(memoryview(tok).cast("B"))
         if self._mask is not None:
             m = np.ones(enc.tokens.size, dtype=np.bool_) if enc.mask is None else enc.mask
             m = np.ascontiguousarray(m, dtype=np.bool_)
-            self._mask.write(memoryview(m).cast("B"))
+            write_chunked(self._mask, m)
             self._sha["mask.bin"].update(memoryview(m).cast("B"))
             self.loss_tokens += int(m.sum())
         else:
@@ -250,7 +251,7 @@ class UnitWriter:
             self._cuts.append(rows)
             self._cut_docs.append(self.documents + enc.cuts[:, 0])
         encoded = [d.encode("utf-8") for d in doc_ids]
-        self._ids.write(b"".join(encoded))
+        write_chunked(self._ids, b"".join(encoded))
         self._sha["ids.bin"].update(b"".join(encoded))
         self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
         self.tokens += int(enc.offsets[-1])
@@ -260,15 +261,15 @@ class UnitWriter:
         for f in (self._tok, self._ids, self._mask):
             if f is not None:
                 f.close()
-        np.save(os.path.join(self.tmp, "offsets.npy"), np.concatenate(self._offsets))
+        save_npy(os.path.join(self.tmp, "offsets.npy"), np.concatenate(self._offsets))
         id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
-        np.save(os.path.join(self.tmp, "ids_off.npy"),
-                np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
+        save_npy(os.path.join(self.tmp, "ids_off.npy"),
+                 np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
         if self._cuts:
-            np.save(os.path.join(self.tmp, "cuts.npy"), np.concatenate(self._cuts))
+            save_npy(os.path.join(self.tmp, "cuts.npy"), np.concatenate(self._cuts))
             per_doc = np.bincount(np.concatenate(self._cut_docs), minlength=self.documents)
-            np.save(os.path.join(self.tmp, "cut_off.npy"),
-                    np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64))
+            save_npy(os.path.join(self.tmp, "cut_off.npy"),
+                     np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64))
         composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
         files = {name: h.hexdigest() for name, h in self._sha.items()}
         for name in ("offsets.npy", "ids_off.npy", "cuts.npy", "cut_off.npy"):
