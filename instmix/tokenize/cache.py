@@ -33,11 +33,9 @@ import json
 import logging
 import os
 import shutil
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from queue import Full, Queue
 
 import numpy as np
 
@@ -45,6 +43,7 @@ from instmix.config import SourceConfig
 from instmix.errors import InputError, InstmixError
 from instmix.io import fs
 from instmix.io.atomic import make_temp_dir, temp_name
+from instmix.io.background import read_ahead
 from instmix.io.hashing import hash_input, sha256_file
 from instmix.io.pages import save_npy, write_chunked
 from instmix.sources.kinds import batch_documents
@@ -156,45 +155,6 @@ class CacheUnit:
         if not os.path.exists(path):
             return None
         return np.load(path), np.load(os.path.join(self.folder, "cut_off.npy"))
-
-
-
-def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
-    """Run ``it`` in a thread so reading and parsing overlap tokenization. The thread
-    stops when the consumer does (normally or by an exception)."""
-    q: Queue = Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for item in it:
-                if not put(item):
-                    return
-        except BaseException as e:  # re-raised in the consumer
-            put(e)
-            return
-        put(done)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 class UnitWriter:
@@ -355,7 +315,7 @@ def _write_unit(root: str, key: str, src: SourceConfig, paths: Sequence[str], la
     encoder.start_unit()
     try:
         docs = kind.documents(src, paths, label, skip_bad=skip_bad, stats=skipped)
-        for batch in _prefetch(batch_documents(docs, batch_bytes)):
+        for batch in read_ahead(batch_documents(docs, batch_bytes)):
             enc = encode_documents(batch, encoder, info, src.loss, strict)
             bad = inner_eos(enc, info)
             if bad.size:
