@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from instmix.io.direct import DirectWriter
-from instmix.io.pages import write_chunked
+from instmix.io.pages import open_chunked
 
 ENDS_SUFFIX = ".ends"  # document end offsets, <i8, no header
 # the .csv.gz index: level 1 compresses it 16x faster than level 9 (1.4 s per 250,000 rows
@@ -103,14 +103,14 @@ class _Shard:
         self.tok = DirectWriter(base + ".npy")  # written once, never read back here
         self.sha = hashlib.sha256()
         self.index = base + ".csv.gz"
-        self.index_file = _HashedFile(open(self.index, "wb", buffering=1 << 20))
+        self.index_file = _HashedFile(open_chunked(self.index))
         # mtime=0 and the file's name in the header (as when GzipFile opens it): stable bytes
         self.gz = gzip.GzipFile(self.index, "wb", compresslevel=INDEX_GZIP_LEVEL,
                                 fileobj=self.index_file, mtime=0)
         self.text = io.TextIOWrapper(self.gz, encoding="utf-8", newline="")
         self.csv = csv.writer(self.text, lineterminator="\n")
         self.stats.ends = rel + ENDS_SUFFIX
-        self.ends = open(base + ENDS_SUFFIX, "wb", buffering=1 << 20)
+        self.ends = open_chunked(base + ENDS_SUFFIX)
         self.ends_sha = hashlib.sha256()
         self.mask = self.mask_sha = None
         if with_mask:
@@ -160,7 +160,7 @@ class _Shard:
             self.stats.loss_tokens += int(m.sum())
         ends_arr = start + np.cumsum(lengths, dtype=np.int64)
         eb = memoryview(np.ascontiguousarray(ends_arr, dtype="<i8")).cast("B")
-        write_chunked(self.ends, eb)
+        self.ends.write(eb)
         self.ends_sha.update(eb)
         ends = ends_arr.tolist()
         starts = [start] + ends[:-1]

@@ -41,6 +41,10 @@ class ChunkedFile:
     def close(self) -> None:
         self.f.close()
 
+    @property
+    def closed(self) -> bool:
+        return self.f.closed
+
     def __enter__(self) -> ChunkedFile:
         return self
 
@@ -48,7 +52,13 @@ class ChunkedFile:
         self.close()
 
 
+def open_chunked(path: str) -> ChunkedFile:
+    """``path`` opened for writing, never with a ``write`` call over :data:`WRITE_CHUNK`
+    bytes: small writes are buffered up to that size, large ones are split."""
+    return ChunkedFile(open(path, "wb", buffering=WRITE_CHUNK))
+
+
 def save_npy(path: str, array: np.ndarray) -> None:
     """``np.save(path, array)`` (the same bytes, at exactly ``path``) in chunked writes."""
-    with ChunkedFile(open(path, "wb")) as f:
+    with open_chunked(path) as f:
         np.save(f, array)

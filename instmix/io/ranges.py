@@ -25,9 +25,8 @@ CACHE_BYTES = 256 << 20
 
 def check_sizes(block_bytes: int | None, cache_bytes: int) -> None:
     """One-line errors for a reader's ``block_bytes`` (None: chosen) and ``cache_bytes``."""
-    for name, v in (("block_bytes", block_bytes), ("cache_bytes", cache_bytes)):
-        if v is None and name == "block_bytes":
-            continue
+    named = [("block_bytes", block_bytes)] if block_bytes is not None else []
+    for name, v in named + [("cache_bytes", cache_bytes)]:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise InstmixError(f"{name} must be an integer >= 1 (bytes), got {v!r}")
     if block_bytes is not None and cache_bytes < block_bytes:

@@ -11,15 +11,15 @@ OUTPUT/
 ```
 
 Every file is written under an owner-marked temporary name (:mod:`instmix.io.atomic`) and
-renamed when complete, so a run killed at any moment leaves only whole files; temporary files of dead
-processes of this host are removed on the next start (other hosts' are left alone).
-``OUTPUT`` may be an object-store URL (``s3://bucket/aug``): the same names become objects,
-each written in one PUT (atomic: an object is there whole or not at all), in the same order
-(a part's cache figures, then the part; a block's parts, then its marker, the block's commit
-point), so resume works the same. Part names and contents are a pure function of the plan,
-so a resumed run writes exactly the files an uninterrupted run would. Parts are one zstd frame with a content checksum; a
-finished block's marker lists its parts' sha256, checked on resume (a damaged or missing
-part sends its block back to work).
+renamed when complete, so a run killed at any moment leaves only whole files; temporary
+files of dead processes of this host are removed on the next start (other hosts' are left
+alone). ``OUTPUT`` may be an object-store URL (``s3://bucket/aug``): the same names become
+objects, each written in one PUT (atomic: an object is there whole or not at all). Files
+are written in this order: a part's cache figures, then the part; a block's parts, then
+its marker (the block's commit point). Part names and contents are a pure function of the
+plan, so a resumed run writes exactly the files an uninterrupted run would. Parts are one
+zstd frame with a content checksum; a finished block's marker lists its parts' sha256,
+checked on resume (a damaged or missing part sends its block back to work).
 """
 
 from __future__ import annotations
@@ -111,9 +111,6 @@ class OutputDir:
             fs.put_bytes(path, data)  # one PUT: the object appears whole or not at all
         else:
             atomic_write(path, data)
-
-    def _remove(self, path: str) -> None:
-        fs.remove(path)
 
     def prepare(self, plan: dict, where: str) -> bool:
         """Create the folder or check it holds a run of the same plan; True when resuming."""
@@ -239,9 +236,9 @@ class OutputDir:
             except FileNotFoundError:
                 continue
             if not same and PART_RE.match(name):
-                self._remove(path)
+                fs.remove(path)
         self._parts = None
-        self._remove(marker)
+        fs.remove(marker)
 
     def mark_done(self, block: int, info: dict) -> None:
         self._write(fs.join(self.state, f"block-{block:06d}.json"), dump_json(info))

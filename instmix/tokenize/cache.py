@@ -45,7 +45,7 @@ from instmix.io import fs
 from instmix.io.atomic import make_temp_dir, temp_name
 from instmix.io.background import read_ahead
 from instmix.io.hashing import hash_input, sha256_file
-from instmix.io.pages import save_npy, write_chunked
+from instmix.io.pages import open_chunked, save_npy
 from instmix.sources.kinds import batch_documents
 from instmix.sources.registry import get_kind
 
@@ -167,10 +167,10 @@ class UnitWriter:
         self.info = info
         self.dtype = np.dtype(info.dtype)
         self.with_mask = with_mask
-        self._tok = open(os.path.join(self.tmp, "tokens.bin"), "wb")
-        self._mask = open(os.path.join(self.tmp, "mask.bin"), "wb") if with_mask else None
+        self._tok = open_chunked(os.path.join(self.tmp, "tokens.bin"))
+        self._mask = open_chunked(os.path.join(self.tmp, "mask.bin")) if with_mask else None
         self._offsets = [np.zeros(1, dtype=np.int64)]
-        self._ids = open(os.path.join(self.tmp, "ids.bin"), "wb")
+        self._ids = open_chunked(os.path.join(self.tmp, "ids.bin"))
         self._sha = {"tokens.bin": hashlib.sha256(), "ids.bin": hashlib.sha256()}
         if with_mask:
             self._sha["mask.bin"] = hashlib.sha256()
@@ -194,12 +194,12 @@ class UnitWriter:
             raise InstmixError(f"tokenizer produced id {int(enc.tokens.max())} >= vocab size "
                                f"{self.info.vocab_size}")
         tok = np.ascontiguousarray(enc.tokens, dtype=self.dtype)
-        write_chunked(self._tok, tok)
+        self._tok.write(tok)
         self._sha["tokens.bin"].update(memoryview(tok).cast("B"))
         if self._mask is not None:
             m = np.ones(enc.tokens.size, dtype=np.bool_) if enc.mask is None else enc.mask
             m = np.ascontiguousarray(m, dtype=np.bool_)
-            write_chunked(self._mask, m)
+            self._mask.write(m)
             self._sha["mask.bin"].update(memoryview(m).cast("B"))
             self.loss_tokens += int(m.sum())
         else:
@@ -211,8 +211,9 @@ class UnitWriter:
             self._cuts.append(rows)
             self._cut_docs.append(self.documents + enc.cuts[:, 0])
         encoded = [d.encode("utf-8") for d in doc_ids]
-        write_chunked(self._ids, b"".join(encoded))
-        self._sha["ids.bin"].update(b"".join(encoded))
+        blob = b"".join(encoded)
+        self._ids.write(blob)
+        self._sha["ids.bin"].update(blob)
         self._id_lens.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
         self.tokens += int(enc.offsets[-1])
         self.documents += len(doc_ids)

@@ -1,5 +1,5 @@
 """Buffered writes of the build's large files go out in calls of at most WRITE_CHUNK bytes
-(a 2 MiB call asks the kernel for 2 MiB folios: see instmix.io.pages), with the same bytes."""
+(a large call asks the kernel for large folios: see instmix.io.pages), with the same bytes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from conftest import DOLMA2_TOKENIZER
 
 from instmix.config import TokenizerSpec
+from instmix.format.writer import open_shard
 from instmix.io import pages
 from instmix.io.direct import DirectWriter
-from instmix.io.pages import WRITE_CHUNK, ChunkedFile, save_npy, write_chunked
+from instmix.io.pages import WRITE_CHUNK, save_npy, write_chunked
 from instmix.tokenize.cache import UnitWriter
 from instmix.tokenize.facts import load_tokenizer_info
 from instmix.tokenize.framing import Encoded
@@ -25,7 +26,7 @@ def tiny_info():
 
 
 class Recorder(io.RawIOBase):
-    """A writable file that keeps what it was given and the size of every call."""
+    """A writable raw file that keeps what it was given and the size of every call."""
 
     def __init__(self):
         self.data = bytearray()
@@ -40,6 +41,21 @@ class Recorder(io.RawIOBase):
         return self.calls[-1]
 
 
+@pytest.fixture
+def raw_files(monkeypatch):
+    """The raw files under every :func:`pages.open_chunked` file, by base name: what the
+    operating system would be asked to write, call by call (the buffering is the real one)."""
+    raws: dict[str, Recorder] = {}
+
+    def recording_open(path, mode, buffering):
+        assert mode == "wb"
+        raws[os.path.basename(path)] = raw = Recorder()
+        return io.BufferedWriter(raw, buffer_size=buffering)
+
+    monkeypatch.setattr(pages, "open", recording_open, raising=False)
+    return raws
+
+
 def test_write_chunked_splits_into_pieces_of_at_most_write_chunk():
     data = np.arange(5 * WRITE_CHUNK // 8 + 3, dtype=np.int64)  # 5 chunks and 24 bytes
     f = Recorder()
@@ -50,34 +66,53 @@ def test_write_chunked_splits_into_pieces_of_at_most_write_chunk():
     assert write_chunked(empty, b"") == 0 and empty.calls == []
 
 
-def test_save_npy_writes_np_save_bytes_in_chunks(tmp_path):
+def test_save_npy_writes_np_save_bytes_in_chunks(tmp_path, raw_files):
     a = np.arange(3_000_000, dtype=np.int64)
     save_npy(str(tmp_path / "a.npy"), a)
     ref = io.BytesIO()
     np.save(ref, a)
-    assert (tmp_path / "a.npy").read_bytes() == ref.getvalue()
-    rec = Recorder()
-    np.save(ChunkedFile(rec), a)  # what save_npy hands np.save
+    rec = raw_files["a.npy"]
     assert bytes(rec.data) == ref.getvalue()
     assert max(rec.calls) <= WRITE_CHUNK and len(rec.calls) > 20
+
+
+def test_save_npy_file_loads(tmp_path):
+    a = np.arange(300_000, dtype=np.int64)
+    save_npy(str(tmp_path / "a.npy"), a)
     assert np.array_equal(np.load(tmp_path / "a.npy"), a)
 
 
-def test_cache_unit_tokens_go_out_in_chunks(tmp_path, tiny_info):
+def test_cache_unit_files_go_out_in_chunks(tmp_path, tiny_info, raw_files):
     w = UnitWriter(str(tmp_path), "unit", tiny_info, with_mask=True)
-    rec_tok, rec_mask = Recorder(), Recorder()
-    w._tok.close()
-    w._mask.close()
-    w._tok, w._mask = rec_tok, rec_mask
-    n = 3 * WRITE_CHUNK // 4 + 10  # uint32 ids: 3 MiB and 40 bytes
+    n = 3 * WRITE_CHUNK // 4 + 10  # uint32 ids: 3 chunks and 40 bytes
     tokens = (np.arange(n) % 100).astype(np.uint32)
     mask = np.arange(n) % 3 == 0
     w.add(Encoded(tokens, np.array([0, n // 2, n]), mask), ["a", "b"])
-    assert bytes(rec_tok.data) == tokens.astype(tiny_info.dtype).tobytes()
-    assert bytes(rec_mask.data) == mask.tobytes()
-    assert max(rec_tok.calls) <= WRITE_CHUNK and len(rec_tok.calls) >= 3
-    assert max(rec_mask.calls) <= WRITE_CHUNK
+    w.add(Encoded(tokens[:5], np.array([0, 5]), mask[:5]), ["c"])  # a small write: buffered
+    for f in (w._tok, w._mask, w._ids):
+        f.flush()
+    tok, msk = raw_files["tokens.bin"], raw_files["mask.bin"]
+    assert bytes(tok.data) == np.concatenate([tokens, tokens[:5]]).tobytes()
+    assert bytes(msk.data) == np.concatenate([mask, mask[:5]]).tobytes()
+    assert bytes(raw_files["ids.bin"].data) == b"abc"
+    assert max(tok.calls) <= WRITE_CHUNK and len(tok.calls) >= 3
+    assert max(msk.calls) <= WRITE_CHUNK
     w.abort()
+
+
+def test_shard_index_and_ends_go_out_in_chunks(tmp_path, raw_files):
+    shard = open_shard(str(tmp_path), 0, "uint32", with_mask=False)
+    docs = 20_000  # 160 KB of document ends
+    lengths = np.full(docs, 3, np.int64)
+    tokens = np.arange(3 * docs, dtype=np.uint32)
+    shard.add_run(tokens, lengths, None, [f"d{i}" for i in range(docs)], ["s"] * docs)
+    stats = shard.close()
+    ends = raw_files["part-00000.ends"]
+    assert bytes(ends.data) == (np.arange(1, docs + 1, dtype="<i8") * 3).tobytes()
+    assert max(ends.calls) <= WRITE_CHUNK and len(ends.calls) >= 3
+    index = raw_files["part-00000.csv.gz"]
+    assert len(index.data) > 0 and max(index.calls) <= WRITE_CHUNK
+    assert stats.documents == docs and stats.tokens == 3 * docs
 
 
 def test_direct_writer_buffered_fallback_writes_in_chunks(tmp_path, monkeypatch):
