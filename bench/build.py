@@ -162,10 +162,13 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def run_build(work: str, name: str, sources: list[dict], tokenizer: str, backend: str = "auto",
-              cores: str | None = None, cache: str | None = None) -> dict:
+              cores: str | None = None, cache: str | None = None,
+              extra: dict | None = None) -> dict:
+    """``instmix build`` in a fresh subprocess (``extra``: more config keys)."""
     out = os.path.join(work, name)
     cfg = {"tokenizer": {"path": tokenizer, "backend": backend}, "seed": 0, "output": out,
-           "cache_dir": cache or os.path.join(work, "cache-" + name), "sources": sources}
+           "cache_dir": cache or os.path.join(work, "cache-" + name), "sources": sources,
+           **(extra or {})}
     cfg_path = os.path.join(work, name + ".yaml")
     with open(cfg_path, "w") as f:
         yaml.safe_dump(cfg, f)

@@ -1,10 +1,12 @@
 """Alternating A/B of the 4x build on all cores and on one core, for build settings.
 
-Reuses the 4x corpus and config that ``python bench/build.py`` leaves in
-``bench/out/build``. Each variant adds YAML lines to that config; every repetition runs
-each variant cold (its output and cache removed) on all cores, then under
-``taskset -c 0``, so drifts of the machine hit every variant alike. Prints the wall
-times, their medians and the scaling net of ``--start-up`` seconds.
+Reuses the 4x corpus that ``python bench/build.py`` leaves in ``bench/out/build`` (run it
+first). Each variant is YAML merged into the 4x build's config. Every repetition runs,
+on all cores and then on the first core (``taskset``): a one-document build (the
+start-up), then each variant cold (its output and cache removed), so drifts of the machine
+hit every variant alike. Prints the wall times, their medians and each variant's scaling:
+(1-core median - 1-core start-up) / (all-core median - all-core start-up), the formula of
+``bench/build.py``.
 
     python bench/build_ab.py --reps 4 b8='batch_bytes: 8388608' b1='batch_bytes: 1048576'
 """
@@ -15,57 +17,50 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import yaml
+from build import DOLMA2, HERE, run_build
+
 WORK = os.path.join(HERE, "out", "build")
 
 
-def run(name: str, extra: str, cores: str, base: str) -> float:
-    out = os.path.join(WORK, f"ab-{name}")
-    text = base.replace(os.path.join(WORK, "cache-build-4x"), out + "-cache")
-    text = text.replace(os.path.join(WORK, "build-4x"), out) + extra + "\n"
-    path = out + ".yaml"
-    with open(path, "w") as f:
-        f.write(text)
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(out + "-cache", ignore_errors=True)
-    t = time.perf_counter()
-    subprocess.run(["taskset", "-c", cores, sys.executable, "-m", "instmix", "build",
-                    "--no-progress", path], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, PYTHONPATH=ROOT))
-    return time.perf_counter() - t
+def cold(name: str, sources: list[dict], cores: str, extra: dict | None = None) -> float:
+    for folder in (name, "cache-" + name):
+        shutil.rmtree(os.path.join(WORK, folder), ignore_errors=True)
+    return run_build(WORK, name, sources, DOLMA2, cores=cores, extra=extra)["wall_s"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=4)
-    ap.add_argument("--start-up", type=float, default=1.0,
-                    help="seconds of a one-document build, taken off both wall times")
-    ap.add_argument("variants", nargs="+", help="NAME=YAML line(s) added to the config")
+    ap.add_argument("variants", nargs="+", help="NAME=YAML merged into the config")
     args = ap.parse_args()
     cfg = os.path.join(WORK, "build-4x.yaml")
-    if not os.path.isfile(cfg):
-        raise SystemExit(f"no {cfg}: run python bench/build.py first")
+    tiny = os.path.join(WORK, "data", "one-document.jsonl")
+    if not (os.path.isfile(cfg) and os.path.isfile(tiny)):
+        raise SystemExit(f"no 4x build in {WORK}: run python bench/build.py first")
     with open(cfg) as f:
-        base = f.read()
-    variants = dict(v.split("=", 1) for v in args.variants)
-    every = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    times: dict[tuple[str, str], list[float]] = {(n, c): [] for n in variants
-                                                 for c in (every, "0")}
+        sources = yaml.safe_load(f)["sources"]
+    variants = {name: yaml.safe_load(text) for name, text in
+                (v.split("=", 1) for v in args.variants)}
+    cores = sorted(os.sched_getaffinity(0))
+    sets = {"all": ",".join(map(str, cores)), "one": str(cores[0])}
+    start: dict[str, list[float]] = {k: [] for k in sets}
+    times = {(n, k): [] for n in variants for k in sets}
+    one_doc = [{"name": "corpus", "paths": [tiny]}]
     for _ in range(args.reps):
-        for name, extra in variants.items():
-            for cores in (every, "0"):
-                times[(name, cores)].append(run(name, extra, cores, base))
+        for k, c in sets.items():
+            start[k].append(cold("ab-one-document", one_doc, c))
+            for name, extra in variants.items():
+                times[(name, k)].append(cold(f"ab-{name}", sources, c, extra))
+    s = {k: statistics.median(v) for k, v in start.items()}
+    print(f"start-up: cores {sets['all']} median {s['all']:.2f} s, 1 core {s['one']:.2f} s")
     for name in variants:
-        many, one = times[(name, every)], times[(name, "0")]
-        m, o = statistics.median(many), statistics.median(one)
-        print(f"{name}: cores {every} median {m:.2f} s {[round(x, 2) for x in many]}; "
-              f"1 core median {o:.2f} s {[round(x, 2) for x in one]}; scaling "
-              f"{(o - args.start_up) / (m - args.start_up):.2f}x")
+        m = {k: statistics.median(times[(name, k)]) for k in sets}
+        print(f"{name}: cores {sets['all']} median {m['all']:.2f} s "
+              f"{[round(x, 2) for x in times[(name, 'all')]]}; 1 core median {m['one']:.2f} s "
+              f"{[round(x, 2) for x in times[(name, 'one')]]}; scaling "
+              f"{(m['one'] - s['one']) / (m['all'] - s['all']):.2f}x")
 
 
 if __name__ == "__main__":

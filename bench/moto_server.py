@@ -26,11 +26,16 @@ class MotoServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.environ.update(ENV, AWS_ENDPOINT_URL=self.endpoint)
         for _ in range(100):
+            if self.proc.poll() is not None:
+                break
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.1)
+        self.close()
+        raise RuntimeError(f"moto server did not answer on {self.endpoint} (is moto[server] "
+                           "installed?)")
 
     def close(self) -> None:
         self.proc.terminate()

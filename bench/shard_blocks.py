@@ -1,7 +1,7 @@
 """ShardDataset over ``s3://``: block size against cache size (issue 13, the default block).
 
     python bench/corpus.py                       # once: bench/data/corpus (53 MB of text)
-    /work/bench.sh flock /tmp/bench.lock python bench/shard_blocks.py
+    flock /tmp/bench.lock python bench/shard_blocks.py   # the lock: no other benchmark at once
 
 Builds the corpus once to ``s3://bench/builds/x`` on a moto S3 server on loopback (its own
 process), then reads ``--items`` shuffled ``seq_len`` 2048 items with ShardDataset: a local
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ def main() -> None:
     if not files:
         raise SystemExit(f"no corpus in {args.corpus}: run python bench/corpus.py first")
     moto = MotoServer()
+    work = None
     try:
         import instmix
         from instmix.io import fs
@@ -59,9 +61,10 @@ def main() -> None:
                 n += item["input_ids"].numel()
             secs = time.perf_counter() - t
             row = {"tok_s": n / secs, "block": ds._blocks_spec[0]}
-            if ds._blocks is not None:
+            if ds._blocks is not None:  # KiB per item: GETs x block, an upper bound
                 row["gets_per_item"] = ds._blocks.requests / args.items
-                row["kib_per_item"] = ds._blocks.requests * ds._blocks_spec[0] / args.items / 1024
+                row["kib_per_item"] = ds._blocks.requests * ds._blocks.block_bytes \
+                    / args.items / 1024
             return row
 
         print(f"{len(files)} files; load average {os.getloadavg()[0]:.2f}; {args.items} items")
@@ -77,6 +80,8 @@ def main() -> None:
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
     finally:
         moto.close()
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Buffered file writes by the size of each ``write`` call (why instmix.io.pages exists).
 
-Writes ``--mb`` MB of random bytes to a new file in the build's work folder, once per call
+Writes ``--mb`` MB of random bytes to a new file in ``--dir`` (``bench/out``), once per call
 size, and prints MB/s and the ratio to instmix's call size (``WRITE_CHUNK``). Before each
 trial the script waits ``--settle`` seconds, so memory freed by the previous trial is
 returned to the hypervisor first (free page reporting), as it is for a build that starts
@@ -43,7 +43,7 @@ def main() -> None:
     os.makedirs(args.dir, exist_ok=True)
     path = os.path.join(args.dir, "write-calls.bin")
     total = args.mb << 20
-    sizes = [16 << 10, 64 << 10, 256 << 10, 1 << 20, 8 << 20]
+    sizes = sorted({16 << 10, WRITE_CHUNK, 256 << 10, 1 << 20, 8 << 20})
     rates: dict[int, list[float]] = {s: [] for s in sizes}
     for _ in range(2):
         for s in sizes:

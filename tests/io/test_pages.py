@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import DOLMA2_TOKENIZER
 
 from instmix.config import TokenizerSpec
-from instmix.format.writer import open_shard
+from instmix.format.writer import csv_rows, open_shard
 from instmix.io import pages
 from instmix.io.direct import DirectWriter
 from instmix.io.pages import WRITE_CHUNK, save_npy, write_chunked
@@ -84,7 +85,7 @@ def test_save_npy_file_loads(tmp_path):
 
 def test_cache_unit_files_go_out_in_chunks(tmp_path, tiny_info, raw_files):
     w = UnitWriter(str(tmp_path), "unit", tiny_info, with_mask=True)
-    n = 3 * WRITE_CHUNK // 4 + 10  # uint32 ids: 3 chunks and 40 bytes
+    n = 3 * WRITE_CHUNK + 10  # the mask: 3 chunks and 10 bytes (the uint32 ids: 12 and 40)
     tokens = (np.arange(n) % 100).astype(np.uint32)
     mask = np.arange(n) % 3 == 0
     w.add(Encoded(tokens, np.array([0, n // 2, n]), mask), ["a", "b"])
@@ -96,22 +97,26 @@ def test_cache_unit_files_go_out_in_chunks(tmp_path, tiny_info, raw_files):
     assert bytes(msk.data) == np.concatenate([mask, mask[:5]]).tobytes()
     assert bytes(raw_files["ids.bin"].data) == b"abc"
     assert max(tok.calls) <= WRITE_CHUNK and len(tok.calls) >= 3
-    assert max(msk.calls) <= WRITE_CHUNK
+    assert max(msk.calls) <= WRITE_CHUNK and len(msk.calls) >= 3
     w.abort()
 
 
 def test_shard_index_and_ends_go_out_in_chunks(tmp_path, raw_files):
     shard = open_shard(str(tmp_path), 0, "uint32", with_mask=False)
-    docs = 20_000  # 160 KB of document ends
+    docs = 200_000  # 1.6 MB of document ends, an index of several chunks compressed
     lengths = np.full(docs, 3, np.int64)
     tokens = np.arange(3 * docs, dtype=np.uint32)
-    shard.add_run(tokens, lengths, None, [f"d{i}" for i in range(docs)], ["s"] * docs)
+    ids = [f"doc-{i * 7919 % docs}" for i in range(docs)]
+    shard.add_run(tokens, lengths, None, ids, ["s"] * docs)
     stats = shard.close()
-    ends = raw_files["part-00000.ends"]
-    assert bytes(ends.data) == (np.arange(1, docs + 1, dtype="<i8") * 3).tobytes()
-    assert max(ends.calls) <= WRITE_CHUNK and len(ends.calls) >= 3
+    ends = np.arange(1, docs + 1, dtype="<i8") * 3
+    rec = raw_files["part-00000.ends"]
+    assert bytes(rec.data) == ends.tobytes()
+    assert max(rec.calls) <= WRITE_CHUNK and len(rec.calls) >= 3
     index = raw_files["part-00000.csv.gz"]
-    assert len(index.data) > 0 and max(index.calls) <= WRITE_CHUNK
+    assert gzip.decompress(bytes(index.data)).decode() == csv_rows(
+        (ends - 3).tolist(), ends.tolist(), ids, ["s"] * docs)
+    assert max(index.calls) <= WRITE_CHUNK and len(index.calls) >= 2
     assert stats.documents == docs and stats.tokens == 3 * docs
 
 
@@ -130,6 +135,5 @@ def test_direct_writer_buffered_fallback_writes_in_chunks(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "write", write)
     w.write(data)
     w.close()
-    monkeypatch.undo()
     assert (tmp_path / "t.bin").read_bytes() == data.tobytes()
-    assert max(calls) <= pages.WRITE_CHUNK and sum(calls) == data.size
+    assert max(calls) <= WRITE_CHUNK and sum(calls) == data.size
