@@ -32,6 +32,7 @@ import time
 
 import yaml
 from moto_server import MotoServer
+from shard_rate import shard_rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -155,22 +156,11 @@ def main() -> None:
         res["s3_identical"] = got == tree(f"{w}/local")
 
         # 3. ShardDataset: local vs s3
-        from instmix.serve.shard_dataset import ShardDataset
-
-        def rate(path: str, **kw) -> tuple[float, float]:
-            t = time.perf_counter()
-            ds = ShardDataset(path, 2048, seed=1, **kw)
-            opened = time.perf_counter() - t
-            n = 0
-            t = time.perf_counter()
-            for _, item in zip(range(args.items), ds):
-                n += item["input_ids"].numel()
-            return n / (time.perf_counter() - t), opened
-
-        res["sd_local_tok_s"], res["sd_local_open_s"] = rate(f"{w}/local")
-        res["sd_s3_tok_s"], res["sd_s3_open_s"] = rate("s3://bench/builds/x",
-                                                        block_bytes=64 << 10)
-        res["sd_s3_1m_tok_s"], _ = rate("s3://bench/builds/x", block_bytes=1 << 20)
+        res["sd_local_tok_s"], res["sd_local_open_s"], _ = shard_rate(f"{w}/local", args.items)
+        res["sd_s3_tok_s"], res["sd_s3_open_s"], _ = shard_rate(
+            "s3://bench/builds/x", args.items, block_bytes=64 << 10)
+        res["sd_s3_1m_tok_s"], _, _ = shard_rate("s3://bench/builds/x", args.items,
+                                                 block_bytes=1 << 20)
         res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         fcntl.flock(lock, fcntl.LOCK_UN)
     finally:

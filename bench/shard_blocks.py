@@ -20,9 +20,9 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 from moto_server import MotoServer
+from shard_rate import shard_rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -43,7 +43,6 @@ def main() -> None:
     try:
         import instmix
         from instmix.io import fs
-        from instmix.serve.shard_dataset import ShardDataset
 
         fs.filesystem("s3://bench").mkdir("bench")
         work = tempfile.mkdtemp(prefix="shard-blocks-")
@@ -54,13 +53,8 @@ def main() -> None:
                 "sources": [{"name": "corpus", "paths": files}]}))
 
         def rate(path: str, **kw) -> dict:
-            ds = ShardDataset(path, 2048, seed=1, **kw)
-            n = 0
-            t = time.perf_counter()
-            for _, item in zip(range(args.items), ds):
-                n += item["input_ids"].numel()
-            secs = time.perf_counter() - t
-            row = {"tok_s": n / secs, "block": ds._blocks_spec[0]}
+            tok_s, _, ds = shard_rate(path, args.items, **kw)
+            row = {"tok_s": tok_s, "block": ds._blocks_spec[0]}
             if ds._blocks is not None:  # KiB per item: GETs x block, an upper bound
                 row["gets_per_item"] = ds._blocks.requests / args.items
                 row["kib_per_item"] = ds._blocks.requests * ds._blocks.block_bytes \
