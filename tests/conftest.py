@@ -43,6 +43,19 @@ def write_jsonl(path, rows, compress: str | None = None) -> str:
     return path
 
 
+def write_corpus(root, paragraphs, ends=(200, 450, 600), cut=50) -> None:
+    """A small corpus of three files: ``data/a.jsonl`` and ``data/sub/b.jsonl.zst`` (text
+    rows from ``paragraphs`` up to ``ends[0]``, then ``ends[1]``) and ``qa/q.jsonl``
+    (question/response rows, each paragraph cut at ``cut`` characters, up to ``ends[2]``)."""
+    root = Path(root)
+    a, b, q = ends
+    write_jsonl(root / "data" / "a.jsonl", [{"text": p} for p in paragraphs[:a]])
+    write_jsonl(root / "data" / "sub" / "b.jsonl.zst", [{"text": p} for p in paragraphs[a:b]],
+                compress="zst")
+    write_jsonl(root / "qa" / "q.jsonl", [{"question": p[:cut], "response": p[cut:]}
+                                         for p in paragraphs[b:q]])
+
+
 def read_tree(folder, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
     """Every file under ``folder`` by its relative path, except paths starting with ``skip``."""
     out = {}

@@ -55,9 +55,9 @@ def test_processes_must_be_positive():
         LocalExecutor(0)
 
 
-@pytest.mark.parametrize("loss", ["all", "responses"])
+@pytest.mark.parametrize("loss_kind", ["all", "responses"])
 def test_builds_are_byte_identical_for_one_and_two_processes(tmp_path, real_docs, paragraphs,
-                                                             loss):
+                                                             loss_kind):
     files = [write_jsonl(tmp_path / "in" / f"p{i}.jsonl.zst", real_docs[i::4], "zst")
              for i in range(4)]
     rows = [{"question": p[:len(p) // 2], "response": p[len(p) // 2:]} for p in paragraphs[:800]]
@@ -65,7 +65,8 @@ def test_builds_are_byte_identical_for_one_and_two_processes(tmp_path, real_docs
     outs, caches = [], []
     for workers in (1, 2):
         cfg = config(tmp_path, [{"name": "a", "paths": files},
-                                {"name": "b", "paths": orca, "kind": "openorca", "loss": loss}],
+                                {"name": "b", "paths": orca, "kind": "openorca",
+                                 "loss": loss_kind}],
                      output=str(tmp_path / f"out{workers}"),
                      cache_dir=str(tmp_path / f"cache{workers}"), workers=workers,
                      shard_tokens=100_000, tokenizer={"path": config(tmp_path, [])["tokenizer"],

@@ -50,8 +50,8 @@ def test_add_run_matches_add_per_document(tmp_path, with_mask):
 def test_index_rows_are_what_csv_writes(ids):
     starts = list(range(0, 10 * len(ids), 10))
     ends = [s + 7 for s in starts]
-    srcs = ["web" if i % 2 else "a,b" if "," in "".join(ids) else "orca"
-            for i in range(len(ids))]
+    even = "a,b" if any("," in x for x in ids) else "orca"  # a source name quoted or not
+    srcs = ["web" if i % 2 else even for i in range(len(ids))]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(zip(starts, ends, ids, srcs))
     assert csv_rows(starts, ends, ids, srcs) == out.getvalue()

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import yaml
-from conftest import OLMO_TOKENIZER, ROOT, read_tree, write_jsonl
+from conftest import OLMO_TOKENIZER, ROOT, read_tree, write_corpus
 from s3server import ThrottlingProxy, fresh_fs, s3_session, s3_tree
 
 import instmix
@@ -40,11 +40,7 @@ def _s3(s3):
 def corpus(tmp_path_factory, paragraphs, s3):
     """Local inputs (jsonl, zst, nested), the same files uploaded under s3://BUCKET/corpus."""
     root = tmp_path_factory.mktemp("corpus")
-    write_jsonl(root / "data" / "a.jsonl", [{"text": p} for p in paragraphs[:300]])
-    write_jsonl(root / "data" / "sub" / "b.jsonl.zst", [{"text": p} for p in paragraphs[300:700]],
-                compress="zst")
-    write_jsonl(root / "qa" / "q.jsonl", [{"question": p[:60], "response": p[60:]}
-                                         for p in paragraphs[700:900]])
+    write_corpus(root, paragraphs, ends=(300, 700, 900), cut=60)
     handle = _s3(s3)
     for dirpath, _, names in os.walk(root):
         for n in names:

@@ -3,6 +3,9 @@
 import json
 import os
 
+# Files holding a run's throughput, which differs between runs: compared trees skip them.
+TIMING = ("stats.json", "_state/session-")
+
 
 def write_jsonl(path, texts, field="text"):
     with open(path, "w", encoding="utf-8") as f:
@@ -31,3 +34,23 @@ def read_parts(folder):
 
     return {name: [obj for _, obj in iter_jsonl(os.path.join(folder, name))]
             for name in sorted(os.listdir(folder)) if name.endswith(".jsonl.zst")}
+
+
+def config(tmp, tokdir, out="out", *, engine="synth.synth_scripted:ScriptedEngine",
+           model="scripted", n=24, rounds=2, **synth):
+    """An augment config mapping over ``tmp/in.jsonl`` (``n`` texts, written once)."""
+    inp = tmp / "in.jsonl"
+    if not inp.exists():
+        texts = sample_texts(n)
+        texts[3] = "Long " + " ".join(["the river reaches the sea"] * 60)  # gets split
+        write_jsonl(inp, texts)
+    s = {"engine": engine, "model": model, "tokenizer": tokdir, "max_model_len": 256,
+         "max_new_tokens": 32, "batch_size": 2, **synth}
+    return {"synthesizer": s, "rounds": rounds, "block_size": 10, "checkpoint_every": 4,
+            "sources": [{"name": "web", "paths": ["in.jsonl"]}], "output": out}
+
+
+def load(tmp, data):
+    from instmix.synth.config import load_augment_config
+
+    return load_augment_config(data, base_dir=str(tmp))

@@ -11,31 +11,13 @@ import pytest
 import yaml
 
 from instmix.errors import ConfigError, InstmixError
-from instmix.synth.config import load_augment_config
 from instmix.synth.runner import RunContext, augment
 
-from .synth_helpers import read_parts, sample_texts, write_jsonl
+from .synth_helpers import TIMING, config, load, read_parts
 from .synth_scripted import Crash
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds package synth
-
-
-def config(tmp, tokdir, out="out", *, engine="synth.synth_scripted:ScriptedEngine",
-           model="scripted", n=24, rounds=2, **synth):
-    inp = tmp / "in.jsonl"
-    if not inp.exists():
-        texts = sample_texts(n)
-        texts[3] = "Long " + " ".join(["the river reaches the sea"] * 60)  # gets split
-        write_jsonl(inp, texts)
-    s = {"engine": engine, "model": model, "tokenizer": tokdir, "max_model_len": 256,
-         "max_new_tokens": 32, "batch_size": 2, **synth}
-    return {"synthesizer": s, "rounds": rounds, "block_size": 10, "checkpoint_every": 4,
-            "sources": [{"name": "web", "paths": ["in.jsonl"]}], "output": out}
-
-
-def load(tmp, data):
-    return load_augment_config(data, base_dir=str(tmp))
 
 
 def test_end_to_end_with_transformers_engine(tmp_path, tiny_model):
@@ -130,7 +112,8 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, tiny_model, engine):
     assert not [n for n in os.listdir(out) if ".instmix-tmp-" in n]
 
 
-def test_kill_9_after_each_write_then_resume_gives_the_same_files(tmp_path, tiny_tokenizer):
+def test_kill_9_after_each_write_then_resume_gives_the_same_files(tmp_path, tiny_tokenizer,
+                                                                  monkeypatch):
     """A process killed right after any one of its writes (a part, its cache figures, a
     marker, the plan) leaves a folder whose resume ends with the files of an uninterrupted
     run: every file, the cache figures included, not only the parts."""
@@ -138,7 +121,6 @@ def test_kill_9_after_each_write_then_resume_gives_the_same_files(tmp_path, tiny
 
     from instmix.synth.output import OutputDir
 
-    timing = ("stats.json", os.path.join("_state", "session-"))
     ref = load(tmp_path, config(tmp_path, tiny_tokenizer, out="ref", n=8))
     writes = []
     original = OutputDir._write
@@ -147,23 +129,22 @@ def test_kill_9_after_each_write_then_resume_gives_the_same_files(tmp_path, tiny
         original(self, path, data)
         writes.append(os.path.relpath(path, self.root))
 
-    OutputDir._write = counting
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(OutputDir, "_write", counting)
         augment(ref)
-    finally:
-        OutputDir._write = original
-    want = read_tree(ref.output, timing)
+    want = read_tree(ref.output, TIMING)
     assert any(w.startswith(os.path.join("_state", "cache-")) for w in writes)
     for n in range(1, len(writes)):
         cfg = load(tmp_path, config(tmp_path, tiny_tokenizer, out=f"killed-{n}", n=8))
         pid = os.fork()
         if pid == 0:  # the child: dies with SIGKILL right after its n-th write
-            count = [0]
+            left = n  # writes left before the kill
 
-            def dying(self, path, data, count=count, n=n):
+            def dying(self, path, data):
+                nonlocal left
                 original(self, path, data)
-                count[0] += 1
-                if count[0] == n:
+                left -= 1
+                if left == 0:
                     os.kill(os.getpid(), signal.SIGKILL)
 
             OutputDir._write = dying
@@ -174,7 +155,7 @@ def test_kill_9_after_each_write_then_resume_gives_the_same_files(tmp_path, tiny
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (n, status)
         augment(cfg)
-        assert read_tree(cfg.output, timing) == want, (n, writes[n - 1])
+        assert read_tree(cfg.output, TIMING) == want, (n, writes[n - 1])
 
 
 def test_ranks_share_the_blocks(tmp_path, tiny_tokenizer):

@@ -17,16 +17,14 @@ from s3server import s3_session, s3_tree
 
 import instmix
 from instmix.io import fs
-from instmix.synth.config import load_augment_config
 from instmix.synth.runner import augment
 
-from .synth_helpers import sample_texts, write_jsonl
+from .synth_helpers import TIMING, config, load
 from .synth_scripted import Crash
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds package synth
 BUCKET = "instmix-augment"
-TIMING = ("stats.json", "_state/session-")  # throughput of a run: differs between runs
 
 
 @pytest.fixture(scope="module")
@@ -35,28 +33,11 @@ def s3():
         yield server
 
 
-def _config(tmp, tok, out, n=40, **options):
-    inp = tmp / "in.jsonl"
-    if not inp.exists():
-        texts = sample_texts(n)
-        texts[3] = "Long " + " ".join(["the river reaches the sea"] * 60)  # gets split
-        write_jsonl(inp, texts)
-    synth = {"engine": "synth.synth_scripted:ScriptedEngine", "model": "scripted",
-             "tokenizer": tok, "max_model_len": 256, "max_new_tokens": 32, "batch_size": 2,
-             "options": options}
-    return {"synthesizer": synth, "rounds": 2, "block_size": 10, "checkpoint_every": 4,
-            "sources": [{"name": "web", "paths": [str(inp)]}], "output": out}
-
-
-def _load(tmp, data):
-    return load_augment_config(data, base_dir=str(tmp))
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_tokenizer):
     """An uninterrupted augment to a local folder."""
     tmp = tmp_path_factory.mktemp("aug-ref")
-    cfg = _load(tmp, _config(tmp, tiny_tokenizer, "ref"))
+    cfg = load(tmp, config(tmp, tiny_tokenizer, "ref", n=40))
     stats = augment(cfg)
     assert stats["complete"] and stats["blocks_done"] == 4
     return tmp, cfg
@@ -70,7 +51,7 @@ def _committed(tree: dict[str, bytes]) -> dict[int, dict]:
 def test_augment_to_s3_equals_augment_to_a_folder_file_for_file(s3, reference):
     tmp, ref = reference
     url = f"s3://{BUCKET}/whole"
-    stats = augment(_load(tmp, _config(tmp, ref.synthesizer.tokenizer, url)))
+    stats = augment(load(tmp, config(tmp, ref.synthesizer.tokenizer, url, n=40)))
     assert stats["complete"]
     want = read_tree(ref.output, TIMING)
     assert any(n.startswith("part-") for n in want) and "augment.json" in want
@@ -78,7 +59,7 @@ def test_augment_to_s3_equals_augment_to_a_folder_file_for_file(s3, reference):
     handle = fs.filesystem(url)
     assert handle.cat_file(f"{BUCKET}/whole/stats.json")  # the run's stats are there too
     # a rerun of a finished run generates nothing and changes no object
-    again = augment(_load(tmp, _config(tmp, ref.synthesizer.tokenizer, url)))
+    again = augment(load(tmp, config(tmp, ref.synthesizer.tokenizer, url, n=40)))
     assert again["sessions"][-1]["texts"] == 0 and again["totals"] == stats["totals"]
     assert s3_tree(url, TIMING) == want
 
@@ -89,7 +70,7 @@ def test_crashes_then_resume_redo_only_uncommitted_work(s3, reference):
     tok = ref.synthesizer.tokenizer
     for crash in (8, 10, 9):
         with pytest.raises(Crash):
-            augment(_load(tmp, _config(tmp, tok, url, crash_after=crash)))
+            augment(load(tmp, config(tmp, tok, url, n=40, options={"crash_after": crash})))
     before = s3_tree(url, TIMING)
     committed = _committed(before)
     assert committed and len(committed) < 4
@@ -98,7 +79,7 @@ def test_crashes_then_resume_redo_only_uncommitted_work(s3, reference):
     kept = sum(len(_entries(f"{url}/{n}")) for n in before  # checkpoints of open blocks
                if n.startswith("part-") and int(n[5:11]) not in committed)
     assert kept > 0  # an open block's whole checkpoint parts are reused, not made again
-    stats = augment(_load(tmp, _config(tmp, tok, url)))
+    stats = augment(load(tmp, config(tmp, tok, url, n=40)))
     assert stats["complete"]
     assert s3_tree(url, TIMING) == read_tree(ref.output, TIMING)
     done_texts = sum(info["texts"] for info in committed.values())
@@ -115,12 +96,12 @@ def test_a_committed_block_missing_a_part_is_made_again(s3, reference):
     tmp, ref = reference
     url = f"s3://{BUCKET}/damaged"
     tok = ref.synthesizer.tokenizer
-    augment(_load(tmp, _config(tmp, tok, url)))
+    augment(load(tmp, config(tmp, tok, url, n=40)))
     handle = fs.filesystem(url)
     gone = sorted(p for p in handle.find(f"{BUCKET}/damaged") if "/part-000002-" in p)
     assert gone
     handle.rm(gone[0])
-    stats = augment(_load(tmp, _config(tmp, tok, url)))
+    stats = augment(load(tmp, config(tmp, tok, url, n=40)))
     assert stats["sessions"][-1]["texts"] > 0  # had the marker been trusted, nothing ran
     assert s3_tree(url, TIMING) == read_tree(ref.output, TIMING)
 
@@ -128,7 +109,7 @@ def test_a_committed_block_missing_a_part_is_made_again(s3, reference):
 def test_kill_9_during_an_s3_augment_then_resume_gives_the_same_files(s3, reference):
     tmp, ref = reference
     url = f"s3://{BUCKET}/killed"
-    data = _config(tmp, ref.synthesizer.tokenizer, url, delay=0.03)
+    data = config(tmp, ref.synthesizer.tokenizer, url, n=40, options={"delay": 0.03})
     path = tmp / "killed.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}
@@ -149,8 +130,10 @@ def test_kill_9_during_an_s3_augment_then_resume_gives_the_same_files(s3, refere
         while parts() < wanted and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         assert proc.poll() is None, proc.stderr.read().decode()
+        made = parts()  # counted before the kill, checked after it (no process left behind)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        assert made >= wanted, f"killed after {made} of {wanted} parts: the 120 s deadline passed"
         tree = s3_tree(url, TIMING)
         for k, info in _committed(tree).items():  # never a marker without all its parts
             assert set(info["parts"]) <= set(tree), k
@@ -163,7 +146,7 @@ def test_kill_9_during_an_s3_augment_then_resume_gives_the_same_files(s3, refere
 def test_a_build_over_the_s3_augment_output_equals_the_local_one(s3, reference, tmp_path):
     tmp, ref = reference
     url = f"s3://{BUCKET}/for-build"
-    augment(_load(tmp, _config(tmp, ref.synthesizer.tokenizer, url)))
+    augment(load(tmp, config(tmp, ref.synthesizer.tokenizer, url, n=40)))
 
     def build(data: str, out: str) -> dict:
         cfg = {"tokenizer": OLMO_TOKENIZER, "seed": 1, "output": out,

@@ -7,6 +7,8 @@ import os
 
 import pytest
 import zstandard
+from conftest import read_tree
+from conftest import write_jsonl as write_rows
 
 import instmix
 from instmix.builder.inspection import decoded_documents
@@ -84,11 +86,15 @@ def test_documents_order_spans_and_seed(augmented):
     assert [d.text for d in other] != [d.text for d in docs]
 
 
-def _entry(**kw):
+def _row(**kw):
     e = {"id": "t#0", "source_id": "t", "chain_id": "t#0", "round": 0, "context": "Text.",
          "pairs": [{"question": "Q?", "answer": "A.", "kind": "qa"}], "status": "ok"}
     e.update(kw)
-    return json.dumps(e)
+    return e
+
+
+def _entry(**kw):
+    return json.dumps(_row(**kw))
 
 
 def test_bad_entries_name_file_line_and_field(tmp_path):
@@ -126,10 +132,6 @@ def test_options_are_checked():
         list(AugmentedKind().documents(_src(seed=1), [], "aug", skip_bad=False, stats={}))
 
 
-def _tree(folder) -> dict:
-    return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
-
-
 def _units(cache) -> int:
     return sum(1 for n in os.listdir(cache) if os.path.isfile(os.path.join(cache, n,
                                                                           "meta.json")))
@@ -161,22 +163,17 @@ def test_blocks_are_units_with_the_output_of_one_unit(tmp_path, augmented, tiny_
     one = _build_aug(tmp_path, tiny_tokenizer, paths, "one")
     assert _units(tmp_path / "cache-one") == 1
     assert grouped == one and grouped["documents"] == 6
-    assert _tree(tmp_path / "grouped") == _tree(tmp_path / "one")
-
-
-def _write_zst(path, lines):
-    path.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
-    return str(path)
+    assert read_tree(tmp_path / "grouped") == read_tree(tmp_path / "one")
 
 
 def test_a_chain_in_two_blocks_gives_the_error_and_skips_of_one_unit(tmp_path, tiny_tokenizer,
                                                                      whole):
     d = tmp_path / "aug"
     d.mkdir()
-    a = _write_zst(d / "part-000000-r0-0000.jsonl.zst",
-               [_entry(), _entry(id="u#0", chain_id="u#0")])
-    b = _write_zst(d / "part-000001-r0-0000.jsonl.zst",
-               [_entry(id="v#0", chain_id="v#0"), _entry(id="t#1", round=1)])
+    a = write_rows(d / "part-000000-r0-0000.jsonl.zst",
+                   [_row(), _row(id="u#0", chain_id="u#0")], compress="zst")
+    b = write_rows(d / "part-000001-r0-0000.jsonl.zst",
+                   [_row(id="v#0", chain_id="v#0"), _row(id="t#1", round=1)], compress="zst")
     with pytest.raises(InputError) as e:
         _build_aug(tmp_path, tiny_tokenizer, [a, b], "strict")
     assert str(e.value).startswith(f"{b}:2: field 'chain_id':")
@@ -188,18 +185,20 @@ def test_a_chain_in_two_blocks_gives_the_error_and_skips_of_one_unit(tmp_path, t
     whole()
     one = _build_aug(tmp_path, tiny_tokenizer, [a, b], "one", skip_bad_records=True)
     assert grouped == one
-    assert _tree(tmp_path / "grouped") == _tree(tmp_path / "one")
+    assert read_tree(tmp_path / "grouped") == read_tree(tmp_path / "one")
 
 
 def test_a_block_without_documents_is_read_with_the_others(tmp_path, tiny_tokenizer, whole):
     d = tmp_path / "aug"
     d.mkdir()
-    a = _write_zst(d / "part-000000-r0-0000.jsonl.zst", [_entry()])
-    failed = json.loads(_entry(id="w#0", chain_id="w#0"))
-    failed["status"] = "failed"
-    b = _write_zst(d / "part-000001-r0-0000.jsonl.zst", [json.dumps(failed)])
+    a = write_rows(d / "part-000000-r0-0000.jsonl.zst", [_row()], compress="zst")
+    b = write_rows(d / "part-000001-r0-0000.jsonl.zst",
+                   [_row(id="w#0", chain_id="w#0", status="failed")], compress="zst")
     grouped = _build_aug(tmp_path, tiny_tokenizer, [a, b], "grouped")
     assert grouped["sources"][0]["skipped"] == {"failed_entry": 1}
+    assert _units(tmp_path / "cache-grouped") == 2  # one unit per block, the empty one too
     whole()
     one = _build_aug(tmp_path, tiny_tokenizer, [a, b], "one")
+    assert _units(tmp_path / "cache-one") == 1
     assert grouped == one and grouped["documents"] == 1
+    assert read_tree(tmp_path / "grouped") == read_tree(tmp_path / "one")
