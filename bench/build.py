@@ -23,6 +23,13 @@ tokenizer (``tests/fixtures/dolma2-tokenizer.json``), every figure from this one
   otherwise), with the documents checked;
 - on paper: hours for 100B tokens on one 64-core node from the 1-core figure.
 
+Raw gigatoken and the 4x builds (start-ups included) run ``--reps`` times (default 5),
+interleaved, and the ratios use each figure's median: on the benchmark VM the first
+raw run of a session has taken twice as long as the later ones, and one build varies by
+20-30%, so a single run can put a ratio anywhere. Every repetition is printed.
+The rank table of the tokenizer (``tokenizer.rank_cache``) is built on the first fast
+load on a machine and read afterwards; the raw runs never use it.
+
 ``--quick`` runs everything on a small slice (for debugging the script; not a measurement).
 """
 
@@ -205,6 +212,19 @@ def run_build(work: str, name: str, sources: list[dict], tokenizer: str, backend
             "documents": manifest["documents"], "backends": sorted(backends), "out": out}
 
 
+def cold_build(work: str, name: str, sources: list[dict], tokenizer: str, **kw) -> dict:
+    """:func:`run_build` with its output and cache removed first."""
+    for folder in (name, "cache-" + name):
+        shutil.rmtree(os.path.join(work, folder), ignore_errors=True)
+    return run_build(work, name, sources, tokenizer, **kw)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median time (``seconds`` or ``wall_s``); the lower one of an even count."""
+    key = "seconds" if "seconds" in runs[0] else "wall_s"
+    return sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]
+
+
 def same_bytes(a: str, b: str) -> bool:
     names = sorted(os.listdir(a))
     if names != sorted(os.listdir(b)):
@@ -227,6 +247,8 @@ def main() -> None:
     ap.add_argument("--work", default=os.path.join(HERE, "out", "build"))
     ap.add_argument("--json", default=os.path.join(HERE, "out", "build.json"))
     ap.add_argument("--short-rows", type=int, default=1_000_000)
+    ap.add_argument("--reps", type=int, default=5,
+                    help="repetitions of the raw gigatoken run and the 4x builds (medians)")
     ap.add_argument("--quick", action="store_true", help="a small slice, to debug the script")
     ap.add_argument("--lock", default="/tmp/bench.lock",
                     help="taken (flock) after preparing the data, for the measuring runs only "
@@ -283,18 +305,26 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     print(f"{len(cores)} cores, Python {platform.python_version()}, load average "
           f"{os.getloadavg()[0]:.1f} at start; tokenizer {os.path.basename(args.tokenizer)}")
-    raw4 = {m: run_raw(m, args.tokenizer, four) for m in ("gigatoken", "hf")}
-    raw_short = {"gigatoken": run_raw("gigatoken", args.tokenizer, shorts)}
     src = lambda paths, **kw: [{"name": "corpus", "paths": paths, **kw}]  # noqa: E731
-    start = run_build(args.work, "one-document", src([tiny]), args.tokenizer)
-    b4 = run_build(args.work, "build-4x", src(four, id_field="id"), args.tokenizer)
+    first = str(sorted(cores)[0])
+    # Repetitions, interleaved so drifts of the machine hit every figure alike: raw
+    # gigatoken, then cold builds (output and cache removed) on all cores and on one.
+    reps: dict[str, list] = {k: [] for k in ("raw", "start", "b4", "start_1", "b4_1")}
+    for _ in range(args.reps):
+        reps["raw"].append(run_raw("gigatoken", args.tokenizer, four))
+        reps["start"].append(cold_build(args.work, "one-document", src([tiny]), args.tokenizer))
+        reps["b4"].append(cold_build(args.work, "build-4x", src(four, id_field="id"),
+                                     args.tokenizer))
+        reps["start_1"].append(cold_build(args.work, "one-document-1core", src([tiny]),
+                                          args.tokenizer, cores=first))
+        reps["b4_1"].append(cold_build(args.work, "build-4x-1core", src(four, id_field="id"),
+                                       args.tokenizer, cores=first))
+    med = {k: median_run(v) for k, v in reps.items()}
+    raw4 = {"gigatoken": med["raw"], "hf": run_raw("hf", args.tokenizer, four)}
+    raw_short = {"gigatoken": run_raw("gigatoken", args.tokenizer, shorts)}
+    start, b4, b4_1, start_1 = med["start"], med["b4"], med["b4_1"], med["start_1"]
     b1 = run_build(args.work, "build-1x", src(one), args.tokenizer)
-    bs = run_build(args.work, "build-short", src(shorts, kind="openorca"), args.tokenizer)
-    first = sorted(cores)[0]
-    b4_1 = run_build(args.work, "build-4x-1core", src(four, id_field="id"), args.tokenizer,
-                     cores=str(first))
-    start_1 = run_build(args.work, "one-document-1core", src([tiny]), args.tokenizer,
-                        cores=str(first))
+    bs = cold_build(args.work, "build-short", src(shorts, kind="openorca"), args.tokenizer)
     same = {}
     for backend in ("hf", "tiktoken", "gigatoken"):
         same[backend] = run_build(args.work, f"same-{backend}", src(one), args.tokenizer,
@@ -305,6 +335,13 @@ def main() -> None:
     load_end = os.getloadavg()[0]
 
     g_rate = raw4["gigatoken"]["tokens"] / raw4["gigatoken"]["seconds"]
+    per_rep = [{"raw_gigatoken_s": r["seconds"], "start_s": a["wall_s"], "build_4x_s": b["wall_s"],
+                "start_1core_s": c["wall_s"], "build_4x_1core_s": d["wall_s"],
+                "4x_vs_gigatoken": (b["tokens"] / (b["wall_s"] - a["wall_s"]))
+                / (r["tokens"] / r["seconds"]),
+                "scaling": (d["wall_s"] - c["wall_s"]) / (b["wall_s"] - a["wall_s"])}
+               for r, a, b, c, d in zip(*(reps[k] for k in ("raw", "start", "b4", "start_1",
+                                                            "b4_1")))]
     h_rate = raw4["hf"]["tokens"] / raw4["hf"]["seconds"]
     r4 = net_rate(b4, start)
     gs = raw_short["gigatoken"]["tokens"] / raw_short["gigatoken"]["seconds"]
@@ -316,6 +353,7 @@ def main() -> None:
     hours = 100e9 / (r4_1 * 64) / 3600
     report = {
         "cores": len(cores), "load_average_start_end": [load_start, load_end],
+        "reps": args.reps, "per_rep": per_rep,
         "raw_4x": raw4, "raw_short": raw_short,
         "builds": [{k: v for k, v in b.items() if k != "out"}
                    for b in (start, b4, b1, bs, b4_1, start_1, *same.values())],
@@ -338,6 +376,14 @@ def main() -> None:
         print(f"| {b['name']} | {b['wall_s']:.2f} | {b['peak_tree_rss_mb']:.0f} | "
               f"{b['tokens']:,} | {', '.join(b['backends'])} |")
     rt = report["ratios"]
+    print(f"{args.reps} repetitions (medians below):")
+    print("| rep | raw gigatoken s | start-up s | 4x s | 1-core start-up s | 4x 1 core s | "
+          "4x vs raw | scaling |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for k, r in enumerate(per_rep, 1):
+        print(f"| {k} | {r['raw_gigatoken_s']:.2f} | {r['start_s']:.2f} | {r['build_4x_s']:.2f} | "
+              f"{r['start_1core_s']:.2f} | {r['build_4x_1core_s']:.2f} | "
+              f"{r['4x_vs_gigatoken']:.2f}x | {r['scaling']:.2f}x |")
     print(f"start-up (one-document build): {start['wall_s']:.2f} s")
     print(f"4x build: {r4 / 1e6:.2f} M tok/s = {rt['4x_vs_gigatoken']:.2f}x raw gigatoken, "
           f"{rt['4x_vs_hf_fast']:.2f}x HF encode_batch_fast")

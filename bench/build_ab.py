@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 
 import yaml
-from build import DOLMA2, HERE, run_build
+from build import DOLMA2, HERE, cold_build
 
 WORK = os.path.join(HERE, "out", "build")
 
 
 def cold(name: str, sources: list[dict], cores: str, extra: dict | None = None) -> float:
-    for folder in (name, "cache-" + name):
-        shutil.rmtree(os.path.join(WORK, folder), ignore_errors=True)
-    return run_build(WORK, name, sources, DOLMA2, cores=cores, extra=extra)["wall_s"]
+    return cold_build(WORK, name, sources, DOLMA2, cores=cores, extra=extra)["wall_s"]
 
 
 def main() -> None:

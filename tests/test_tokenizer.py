@@ -121,3 +121,21 @@ def test_auto_backend_is_a_fast_one_for_byte_level_bpe(bos_tokenizer):
     for path in (OLMO_TOKENIZER, DOLMA2_TOKENIZER, bos_tokenizer):
         assert Encoder(info_for(path)).backend in ("gigatoken", "tiktoken")
     assert Encoder(info_for(OLMO_TOKENIZER)).backend == "gigatoken"
+
+
+def test_inner_eos_names_each_document_with_an_eos_before_its_last_token():
+    import dataclasses
+
+    from instmix.tokenize.framing import Encoded, inner_eos
+
+    rng = np.random.default_rng(3)
+    info = dataclasses.replace(load_tokenizer_info(TokenizerSpec(path=OLMO_TOKENIZER)),
+                               eos_token_id=2)
+    for _ in range(200):
+        lengths = rng.integers(1, 6, rng.integers(0, 12))
+        docs = [list(rng.integers(0, 4, n - 1)) + [2] for n in lengths]  # EOS last
+        tokens = np.array([t for d in docs for t in d], np.uint32)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        enc = Encoded(tokens, offsets, None)
+        want = [i for i, d in enumerate(docs) if 2 in d[:-1]]
+        assert inner_eos(enc, info).tolist() == want

@@ -28,12 +28,18 @@ def token_ranges(units: Sequence, unit_ix: np.ndarray, local: np.ndarray
     """``(start, end)`` of each row's document inside its unit's ``tokens``."""
     starts = np.empty(len(unit_ix), np.int64)
     ends = np.empty(len(unit_ix), np.int64)
-    for u in np.unique(unit_ix).tolist():
+    for u in present(unit_ix):
         at = unit_ix == u
         offsets = np.asarray(units[u].offsets)
         starts[at] = offsets[local[at]]
         ends[at] = offsets[local[at] + 1]
     return starts, ends
+
+
+def present(values: np.ndarray) -> list[int]:
+    """The distinct values of non-negative ints, ascending (``np.unique`` without its
+    import of ``numpy.ma``, 0.1 s)."""
+    return np.flatnonzero(np.bincount(values)).tolist() if len(values) else []
 
 
 def write_rows(shard, units: Sequence, names: Sequence[str], unit_ix: np.ndarray,
@@ -54,7 +60,7 @@ def write_rows(shard, units: Sequence, names: Sequence[str], unit_ix: np.ndarray
     tokens = [np.asarray(u.tokens) for u in units]
     masks = [None if u.mask is None else np.asarray(u.mask) for u in units]
     ids: list = [None] * len(units)  # per unit: every document id, decoded once
-    for u in np.unique(unit_ix).tolist():
+    for u in present(unit_ix):
         ids[u] = _all_ids(units[u])
     csum = np.concatenate([[0], np.cumsum(lengths)])
     cap = max(run_tokens, int(lengths.max(initial=0)))

@@ -30,7 +30,7 @@ from instmix.tokenize.cache import CacheUnit, open_unit
 from instmix.tokenize.facts import TokenizerInfo
 
 from .executor import Executor, LocalExecutor
-from .shard_rows import write_rows
+from .shard_rows import present, write_rows
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def shard_tasks(cfg: BuildConfig, info: TokenizerInfo, pools: list,
     def cut(prefix: str, unit_ix: np.ndarray, local: np.ndarray, lengths: np.ndarray):
         out = []
         for k, (lo, hi) in enumerate(plan_shards(lengths, cfg.shard_tokens)):
-            used = np.unique(unit_ix[lo:hi])  # ship only the units this shard reads
+            used = np.array(present(unit_ix[lo:hi]), np.int64)  # the units it reads
             cuts = {r: spliced[(u, i)] for r, (u, i) in enumerate(
                 zip(unit_ix[lo:hi].tolist(), local[lo:hi].tolist())) if (u, i) in spliced} \
                 if spliced else {}

@@ -32,10 +32,22 @@ from .validate import check_keys, choice, number, resolve_path, storage_options,
 DEFAULT_SHARD_TOKENS = 1 << 28  # 256 Mi tokens: 512 MiB as uint16, 1 GiB as uint32
 TXT_UNITS = ("file", "paragraph")
 BACKENDS = ("auto", "hf", "gigatoken", "tiktoken")
+RANK_CACHE = "~/.cache/instmix/tokenizers"
 DTYPES = ("auto", "uint16", "uint32")
 LOSS_MODES = ("all", "responses", "none")
 RATIO_BY = ("tokens", "loss_tokens")
 LAYOUTS = ("interleaved", "per_source")
+
+
+def _rank_cache(where: str, value: Any, base_dir: Path) -> str | None:
+    """The rank cache folder: kept with its ``~`` (each process expands it), a relative
+    path resolved against the config's folder, or None."""
+    if value is None:
+        return None
+    path = string(where, "tokenizer.rank_cache", value)
+    if fs.is_url(path):
+        raise ConfigError(where, "tokenizer.rank_cache", f"{path}: expected a local folder")
+    return path if path.startswith("~") else resolve_path(base_dir, path)
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,9 @@ class TokenizerSpec:
     ``path`` is a ``tokenizer.json`` file or a folder holding one (plus, optionally,
     ``tokenizer_config.json`` naming the BOS/EOS tokens). ``eos_token``/``bos_token``
     override detection; ``add_bos`` forces BOS on or off (default: on when the
-    tokenizer defines one).
+    tokenizer defines one). ``rank_cache``: the folder where the fast backends keep the
+    tokenizer's rank table (:mod:`instmix.tokenize.ranks`), built once per machine; ``~``
+    is expanded by the process that uses it; None builds it in memory at each load.
     """
 
     path: str
@@ -54,6 +68,7 @@ class TokenizerSpec:
     add_bos: bool | None = None
     backend: str = "auto"
     check_rate: float = 0.002
+    rank_cache: str | None = RANK_CACHE
 
     @classmethod
     def parse(cls, where: str, value: Any, base_dir: Path) -> TokenizerSpec:
@@ -73,6 +88,7 @@ class TokenizerSpec:
             backend=choice(where, "tokenizer.backend", value.get("backend", "auto"), BACKENDS),
             check_rate=number(where, "tokenizer.check_rate", value.get("check_rate", 0.002),
                                minimum=0),
+            rank_cache=_rank_cache(where, value.get("rank_cache", RANK_CACHE), base_dir),
         )
         if spec.check_rate > 1:
             raise ConfigError(where, "tokenizer.check_rate", "must be between 0 and 1")

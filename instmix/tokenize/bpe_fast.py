@@ -18,7 +18,6 @@ reference instead.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -27,101 +26,22 @@ from itertools import chain
 import numpy as np
 import tiktoken
 
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+from .ranks import RankTable, Unsupported, cached_table
 
-
-NEVER_IN_UTF8 = {0xC0, 0xC1, *range(0xF5, 0x100)}
-
-
-class Unsupported(Exception):
-    """The tokenizer is not a byte-level BPE this module reproduces exactly."""
-
-
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's printable stand-ins for the 256 byte values, inverted."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
-    chars = list(printable)
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
-
-
-def _pattern(pre: dict | None) -> str:
-    if not pre:
-        raise Unsupported("no pre-tokenizer")
-    if pre.get("type") == "ByteLevel":
-        if pre.get("add_prefix_space") or not pre.get("use_regex", True):
-            raise Unsupported("ByteLevel with add_prefix_space or without its regex")
-        return GPT2_PATTERN
-    if pre.get("type") == "Sequence":
-        steps = pre.get("pretokenizers", [])
-        if (len(steps) == 2 and steps[0].get("type") == "Split"
-                and steps[0].get("behavior") == "Removed" and steps[0].get("invert") is True
-                and "Regex" in steps[0].get("pattern", {})
-                and steps[1].get("type") == "ByteLevel" and not steps[1].get("use_regex", True)
-                and not steps[1].get("add_prefix_space")):
-            return steps[0]["pattern"]["Regex"]
-    raise Unsupported(f"pre-tokenizer {pre.get('type')}")
+__all__ = ["FastBPE", "Unsupported", "load"]
 
 
 class FastBPE:
     """``encode(texts) -> (ids uint32, lengths int64)``, equal to the reference's ids."""
 
-    def __init__(self, spec: dict, threads: int = 2):
-        model = spec.get("model") or {}
-        if model.get("type") != "BPE" or model.get("byte_fallback") or model.get("dropout"):
-            raise Unsupported("not a plain BPE model")
-        if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
-            raise Unsupported("BPE with subword affixes")
-        norm = spec.get("normalizer")
-        if norm and norm.get("type") != "NFC":
-            raise Unsupported(f"normalizer {norm.get('type')}")
-        self.nfc = bool(norm)
-        pattern = _pattern(spec.get("pre_tokenizer"))
-        added = {t["content"]: t for t in spec.get("added_tokens", [])}
-        plain = sorted((t for t, v in added.items() if not v["special"]), key=len, reverse=True)
-        for t in plain:
-            flags = added[t]
-            if flags.get("lstrip") or flags.get("rstrip") or flags.get("single_word"):
-                raise Unsupported(f"added token {t!r} strips or matches whole words")
-            if self.nfc and not flags.get("normalized") and not t.isascii():
-                raise Unsupported(f"added token {t!r} is matched before normalization")
-        dec = _byte_decoder()
-
-        def to_bytes(token: str) -> bytes:
-            try:
-                return bytes(dec[c] for c in token)
-            except KeyError:
-                raise Unsupported(f"vocabulary entry {token!r} is not byte-level") from None
-
-        vocab = {t: i for t, i in model["vocab"].items() if t not in added}
-        ranks: dict[bytes, int] = {}
-        for _, t in sorted((i, t) for t, i in vocab.items() if len(to_bytes(t)) == 1):
-            ranks[to_bytes(t)] = len(ranks)
-        missing = set(range(256)) - {b[0] for b in ranks}
-        if missing - NEVER_IN_UTF8:  # bytes that valid UTF-8 never holds may be absent
-            raise Unsupported(f"the vocabulary lacks bytes {sorted(missing)}")
-        for m in model.get("merges", []):
-            a, b = m.split(" ", 1) if isinstance(m, str) else m
-            merged = to_bytes(a) + to_bytes(b)
-            ranks.setdefault(merged, len(ranks))
-        ids = {to_bytes(t): i for t, i in vocab.items()}
-        if not ranks.keys() <= ids.keys():
-            raise Unsupported("a merge produces a token missing from the vocabulary")
-        # Ranks -> ids; plain added tokens get ranks after the merges.
-        self.lut = np.empty(len(ranks) + len(plain), dtype=np.uint32)
-        for bts, r in ranks.items():
-            self.lut[r] = ids[bts]
-        self.added_rank = {t: len(ranks) + k for k, t in enumerate(plain)}
-        for t, r in self.added_rank.items():
-            self.lut[r] = added[t]["id"]
+    def __init__(self, table: RankTable, threads: int = 2):
+        self.nfc = table.nfc
+        self.lut = table.lut
+        self.added_rank = table.plain
+        plain = sorted(table.plain, key=len, reverse=True)
         self.split = re.compile("(" + "|".join(map(re.escape, plain)) + ")") if plain else None
-        enc = tiktoken.Encoding(name="instmix", pat_str=pattern, mergeable_ranks=ranks,
+        enc = tiktoken.Encoding(name="instmix", pat_str=table.pattern,
+                                mergeable_ranks=table.ranks,
                                 special_tokens={})
         self._encode = enc._core_bpe.encode_ordinary  # releases the GIL while it runs
         self.threads = max(1, threads)
@@ -165,6 +85,8 @@ class FastBPE:
         return self.lut[ranks], lengths
 
 
-def load(path: str, threads: int = 2) -> FastBPE:
-    with open(path, encoding="utf-8") as f:
-        return FastBPE(json.load(f), threads)
+def load(path: str, threads: int = 2, sha256: str | None = None,
+         rank_cache: str | None = None) -> FastBPE:
+    """The encoder of the ``tokenizer.json`` at ``path``; its rank table comes from
+    ``rank_cache`` (see :mod:`instmix.tokenize.ranks`) when ``sha256`` is given."""
+    return FastBPE(cached_table(path, sha256, rank_cache if sha256 else None), threads)

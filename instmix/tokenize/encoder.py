@@ -87,10 +87,12 @@ class Encoder:
     def _load_fast(self, name: str, threads: int, required: bool):
         try:
             if name == "gigatoken":
-                fast = bpe_giga.load(self.info.path, threads > 1, self.ref.model)
+                fast = bpe_giga.load(self.info.path, threads > 1, self.ref.model,
+                                     self.info.sha256, self.info.rank_cache)
                 probe = fast.encode_each  # on this thread, without importing awkward
             else:
-                fast = bpe_fast.load(self.info.path, threads)
+                fast = bpe_fast.load(self.info.path, threads, self.info.sha256,
+                                     self.info.rank_cache)
                 probe = fast.encode
             probes = _probes(self.info)
             ids, lengths = probe(probes)

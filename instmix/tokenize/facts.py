@@ -55,6 +55,7 @@ class TokenizerInfo:
     eos_token: str = ""
     bos_token: str | None = None
     special_tokens: tuple[str, ...] = field(default=(), repr=False)
+    rank_cache: str | None = field(default=None, repr=False, compare=False)  # the spec's
     _tokenizer: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -183,5 +184,6 @@ def load_tokenizer_info(spec: TokenizerSpec, dtype: str = "auto", where: str = "
         path=json_path, sha256=sha256_file(json_path), vocab_size=vocab_size,
         eos_token_id=tok.token_to_id(eos), bos_token_id=None if bos is None else
         tok.token_to_id(bos), add_bos=add_bos, dtype=choose_dtype(vocab_size, dtype, where),
-        eos_token=eos, bos_token=bos, special_tokens=specials, _tokenizer=tok,
+        eos_token=eos, bos_token=bos, special_tokens=specials, rank_cache=spec.rank_cache,
+        _tokenizer=tok,
     )

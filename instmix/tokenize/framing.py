@@ -128,10 +128,9 @@ def _split_at(pieces: list[tuple[int, int, bool]], bounds: Sequence[int]
 def inner_eos(enc: Encoded, info: TokenizerInfo) -> np.ndarray:
     """Indices of documents holding the EOS id anywhere but at their last token."""
     at = np.flatnonzero(enc.tokens == info.eos_token_id)
-    inner = at[~np.isin(at, enc.offsets[1:] - 1)]
-    if not inner.size:
-        return inner
-    return np.unique(np.searchsorted(enc.offsets, inner, side="right") - 1)
+    doc = np.searchsorted(enc.offsets, at, side="right") - 1  # sorted, as ``at`` is
+    doc = doc[at != enc.offsets[doc + 1] - 1]
+    return doc[np.concatenate(([True], doc[1:] != doc[:-1]))] if doc.size else doc
 
 
 def encode_documents(docs: Sequence[Document], encoder: Encoder, info: TokenizerInfo,
