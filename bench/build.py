@@ -170,8 +170,9 @@ def tree_rss_mb(pid: int) -> float:
 
 def run_build(work: str, name: str, sources: list[dict], tokenizer: str, backend: str = "auto",
               cores: str | None = None, cache: str | None = None,
-              extra: dict | None = None) -> dict:
-    """``instmix build`` in a fresh subprocess (``extra``: more config keys)."""
+              extra: dict | None = None, root: str = ROOT) -> dict:
+    """``instmix build`` in a fresh subprocess (``extra``: more config keys; ``root``: the
+    checkout whose code runs)."""
     out = os.path.join(work, name)
     cfg = {"tokenizer": {"path": tokenizer, "backend": backend}, "seed": 0, "output": out,
            "cache_dir": cache or os.path.join(work, "cache-" + name), "sources": sources,
@@ -184,8 +185,8 @@ def run_build(work: str, name: str, sources: list[dict], tokenizer: str, backend
         cmd = ["taskset", "-c", cores] + cmd
     peak = [0.0]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONPATH=root))
     done = threading.Event()
 
     def sample():
@@ -194,7 +195,7 @@ def run_build(work: str, name: str, sources: list[dict], tokenizer: str, backend
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, status, _ = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)  # CPU time of the build and its workers
     wall = time.perf_counter() - t
     done.set()
     sampler.join()
@@ -207,7 +208,8 @@ def run_build(work: str, name: str, sources: list[dict], tokenizer: str, backend
         with open(meta) as f:
             backends.add(json.load(f)["backend"])
     # (wait4's ru_maxrss is not used: it keeps the RSS of this process from before exec)
-    return {"name": name, "wall_s": wall, "peak_tree_rss_mb": peak[0],
+    return {"name": name, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_tree_rss_mb": peak[0],
             "tokens": manifest["total_tokens"],
             "documents": manifest["documents"], "backends": sorted(backends), "out": out}
 
@@ -256,6 +258,8 @@ def main() -> None:
     ap.add_argument("--raw", help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.reps < 1:
+        ap.error("--reps must be at least 1")
     if args.raw:
         print(json.dumps(raw(args.raw, args.tokenizer, args.files)))
         return

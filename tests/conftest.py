@@ -24,6 +24,19 @@ RAW_DOCS = sorted((ROOT / "examples" / "quickstart" / "data" / "raw").glob("*.js
 collect_ignore = [] if os.environ.get("INSTMIX_INTEGRATION") == "1" else ["integration"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_home(tmp_path_factory):
+    """A session HOME, so the default ``tokenizer.rank_cache`` (``~/.cache/instmix/...``,
+    expanded in each process, subprocesses included) is built here, not in the user's."""
+    real = os.environ.get("HOME")
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))
+    yield
+    if real is None:
+        os.environ.pop("HOME", None)
+    else:
+        os.environ["HOME"] = real
+
+
 def read_jsonl_zst(path) -> list[dict]:
     with open(path, "rb") as f:
         data = zstandard.ZstdDecompressor().decompress(f.read(), max_output_size=1 << 30)

@@ -79,28 +79,93 @@ def test_a_damaged_table_is_rebuilt_with_a_warning(tmp_path, caplog, real_docs, 
     assert np.array_equal(enc.encode(texts)[0], Encoder(info, "hf").encode(texts)[0])
 
 
-def test_an_unwritable_cache_is_skipped_and_the_file_is_loaded(tmp_path, caplog, paragraphs):
+def test_an_unwritable_cache_is_never_built_for_and_the_file_is_loaded(tmp_path, monkeypatch,
+                                                                        paragraphs):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("mine")
     info = info_for(DOLMA2_TOKENIZER, blocker)
-    with caplog.at_level(logging.WARNING, logger="instmix.tokenize.ranks"):
-        enc = Encoder(info, "gigatoken", check_rate=0)
-    assert "not written" in caplog.text and blocker.read_text() == "mine"
-    assert enc.fast.source == "tokenizer.json"
+    built = []
+    real_build = ranks.build
+    monkeypatch.setattr(ranks, "build", lambda spec: built.append(1) or real_build(spec))
+    enc = Encoder(info, "gigatoken", check_rate=0)
+    assert enc.fast.source == "tokenizer.json" and not built  # no table built for nothing
+    assert blocker.read_text() == "mine"
     assert np.array_equal(enc.encode(paragraphs[:300])[0],
+                          Encoder(info, "hf").encode(paragraphs[:300])[0])
+    tik = Encoder(info, "tiktoken", check_rate=0)  # needs the table: built in memory
+    assert tik.backend == "tiktoken" and len(built) == 1 and blocker.read_text() == "mine"
+    assert np.array_equal(tik.encode(paragraphs[:300])[0],
                           Encoder(info, "hf").encode(paragraphs[:300])[0])
 
 
 def test_a_pre_tokenizer_gigatoken_lacks_a_scheme_for_loads_the_file(tmp_path, paragraphs):
     info = info_for(OLMO_TOKENIZER, tmp_path)  # GPT-NeoX: NFC, then the GPT-2 regex
-    table = ranks.cached_table(info.path, info.sha256, str(tmp_path))
+    with open(info.path, encoding="utf-8") as f:
+        assert bpe_giga.table_scheme(f.read()) is None
+    enc = Encoder(info, "gigatoken", check_rate=0)
+    assert enc.fast.source == "tokenizer.json"
+    assert not (tmp_path / info.sha256).exists()  # gigatoken built no table it cannot use
+    table = ranks.cached_table(info.path, info.sha256, str(tmp_path))  # tiktoken's is fine
     assert table.nfc and table.pattern not in bpe_giga.SCHEMES
     with pytest.raises(ranks.Unsupported):
         bpe_giga.from_table(table, False)
-    enc = Encoder(info, "gigatoken", check_rate=0)
-    assert enc.fast.source == "tokenizer.json"
     assert np.array_equal(enc.encode(paragraphs[:300])[0],
                           Encoder(info, "hf").encode(paragraphs[:300])[0])
+
+
+def test_ranks_that_are_not_the_ids_go_through_the_lookup(tmp_path, real_docs, paragraphs):
+    """dolma2 with every id moved up by one, a special token at id 0 and one more
+    non-special added token: gigatoken gives ranks, the table maps them to the ids."""
+    with open(DOLMA2_TOKENIZER, encoding="utf-8") as f:
+        spec = json.load(f)
+    spec["model"]["vocab"] = {t: i + 1 for t, i in spec["model"]["vocab"].items()}
+    for t in spec["added_tokens"]:
+        t["id"] += 1
+    top = max(t["id"] for t in spec["added_tokens"])
+    flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False}
+    spec["added_tokens"] = [{"id": 0, "content": "<|zero|>", "special": True, **flags},
+                            *spec["added_tokens"],
+                            {"id": top + 1, "content": "  zz", "special": False, **flags}]
+    path = tmp_path / "shifted" / "tokenizer.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    info = info_for(str(path), tmp_path / "ranks")
+    enc = Encoder(info, "gigatoken", check_rate=0)
+    assert enc.fast.source == "rank table" and enc.fast.lut is not None
+    texts = texts_for(real_docs, paragraphs, info) + ["a  zz b  zzz <|zero|>x"]
+    ids, lengths = enc.encode(texts)
+    ref_ids, ref_len = Encoder(info, "hf").encode(texts)
+    assert np.array_equal(lengths, ref_len) and np.array_equal(ids, ref_ids)
+    assert 0 not in set(ids.tolist()) and top + 1 in set(ids.tolist())
+
+
+def test_a_parsable_change_to_the_table_metadata_is_caught(tmp_path, caplog):
+    info = info_for(DOLMA2_TOKENIZER, tmp_path)
+    first = ranks.cached_table(info.path, info.sha256, str(tmp_path))
+    meta_path = tmp_path / info.sha256 / "table.json"
+    meta = json.loads(meta_path.read_text())
+    meta["pattern"] = r"\S+|\s+"  # still valid JSON and a valid regex: wrong splits
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="instmix.tokenize.ranks"):
+        again = ranks.cached_table(info.path, info.sha256, str(tmp_path))
+    assert "fails its checksum" in caplog.text and again.pattern == first.pattern
+    meta_path.write_text("[1, 2]")  # JSON, not an object
+    assert ranks.cached_table(info.path, info.sha256, str(tmp_path)).pattern == first.pattern
+
+
+def test_ignore_merges_and_odd_shapes_are_refused_not_guessed(tmp_path):
+    with open(DOLMA2_TOKENIZER, encoding="utf-8") as f:
+        spec = json.load(f)
+    spec["model"]["ignore_merges"] = True
+    with pytest.raises(ranks.Unsupported, match="ignore_merges"):
+        ranks.build(spec)
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"model": {"type": "BPE", "vocab": [1, 2]},
+                               "pre_tokenizer": {"type": "ByteLevel"}}))
+    from instmix.io.hashing import sha256_file
+
+    with pytest.raises(ranks.Unsupported, match="unexpected tokenizer.json shape"):
+        ranks.cached_table(str(odd), sha256_file(str(odd)), str(tmp_path))
 
 
 def test_rank_cache_config(tmp_path):

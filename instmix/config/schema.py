@@ -44,7 +44,10 @@ def _rank_cache(where: str, value: Any, base_dir: Path) -> str | None:
     path resolved against the config's folder, or None."""
     if value is None:
         return None
-    path = string(where, "tokenizer.rank_cache", value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, "tokenizer.rank_cache",
+                          f"expected a folder, or null for none, got {value!r}")
+    path = value
     if fs.is_url(path):
         raise ConfigError(where, "tokenizer.rank_cache", f"{path}: expected a local folder")
     return path if path.startswith("~") else resolve_path(base_dir, path)

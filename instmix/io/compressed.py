@@ -69,6 +69,7 @@ class CheckedZstd(io.RawIOBase):
         return n
 
     def close(self) -> None:
+        self._buf = memoryview(b"")  # let the last decompressed chunk go
         self._raw.close()
         super().close()
 

@@ -66,6 +66,7 @@ class GigaBPE:
 
     def __init__(self, backend, parallel: bool, lut: np.ndarray | None = None,
                  source: str = "tokenizer.json"):
+        self.backend = backend
         self._encode_batch = backend.encode_batch
         self._encode_one = backend.encode
         self.parallel = parallel
@@ -103,28 +104,47 @@ _COMMA = re.compile(r"\s*,")
 _decoder = json.JSONDecoder()
 
 
-def without_special_added(text: str) -> str:
-    """``text`` (a ``tokenizer.json``) with the special entries of its top-level
-    ``added_tokens`` removed; every other byte unchanged."""
+def _top_level(text: str, stop: str | None = None):
+    """``(key, value, value start, value end)`` of the top-level entries of a JSON object
+    ``text``, in order, up to (without decoding) key ``stop``."""
     at = len(text) - len(text.lstrip())
     if text[at:at + 1] != "{":
         raise Unsupported("tokenizer.json is not a JSON object")
     at += 1
-    while True:
-        m = _KEY.match(text, at)
-        if m is None:
-            return text  # no added_tokens: nothing to remove
+    while (m := _KEY.match(text, at)) is not None:
         key = json.loads(m.group(1))
+        if key == stop:
+            return
         value, end = _decoder.raw_decode(text, m.end())
+        yield key, value, m.end(), end
+        if (comma := _COMMA.match(text, end)) is None:
+            return
+        at = comma.end()
+
+
+def without_special_added(text: str) -> str:
+    """``text`` (a ``tokenizer.json``) with the special entries of its top-level
+    ``added_tokens`` removed; every other byte unchanged."""
+    for key, value, start, end in _top_level(text):
         if key == "added_tokens":
             if not isinstance(value, list):
                 raise Unsupported("added_tokens is not a list")
             kept = [t for t in value if not t.get("special")]
-            return text[:m.end()] + json.dumps(kept, ensure_ascii=False) + text[end:]
-        comma = _COMMA.match(text, end)
-        if comma is None:
-            return text
-        at = comma.end()
+            return text[:start] + json.dumps(kept, ensure_ascii=False) + text[end:]
+    return text  # no added_tokens: nothing to remove
+
+
+def table_scheme(text: str) -> str | None:
+    """The gigatoken scheme a rank table of this ``tokenizer.json`` would load with: its
+    pre-tokenizer's, when it has no normalizer; read from the entries Hugging Face writes
+    before the model (None when they come after it, or for any other shape)."""
+    head = {key: value for key, value, _, _ in _top_level(text, stop="model")}
+    if "pre_tokenizer" not in head or head.get("normalizer"):
+        return None
+    try:
+        return SCHEMES.get(ranks.pattern_of(head["pre_tokenizer"]))
+    except (Unsupported, AttributeError, TypeError):
+        return None
 
 
 def _dist_version() -> str | None:
@@ -193,11 +213,14 @@ def load(path: str, parallel: bool, model=None, sha256: str | None = None,
          rank_cache: str | None = None) -> GigaBPE:
     """The backend of the ``tokenizer.json`` at ``path``: from its cached rank table
     (about 3x faster to load) when ``sha256`` and ``rank_cache`` are given and its
-    pre-tokenizer is one gigatoken implements, else from the file itself."""
-    if sha256 and rank_cache:
+    pre-tokenizer is one gigatoken implements (:func:`table_scheme`), else from the file's
+    text. A table is never built for a tokenizer that could not load from it."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if sha256 and rank_cache and table_scheme(text) is not None:
         try:
-            return from_table(ranks.cached_table(path, sha256, rank_cache), parallel)
+            return from_table(ranks.cached_table(path, sha256, rank_cache, need_file=True),
+                              parallel)
         except ranks.Unsupported as e:
             log.info("gigatoken from %s's rank table: %s; loading the file", path, e)
-    with open(path, encoding="utf-8") as f:
-        return from_json(f.read(), parallel, model)
+    return from_json(text, parallel, model)

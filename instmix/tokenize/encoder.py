@@ -54,10 +54,12 @@ class BackendMismatch(Exception):
     """A fast backend gave other ids than the reference on a sampled document."""
 
 
-def _probes(info: TokenizerInfo) -> list[str]:
-    """The fixed probes plus every special and added token string of this tokenizer in text."""
-    specials = [f"x{t} {t}y\n{t}" for t in info.special_tokens[:64]]
-    return list(PROBES) + specials
+def _probes(info: TokenizerInfo, ref) -> list[str]:
+    """The fixed probes plus every added token string of this tokenizer (special or not,
+    up to 256) inside text."""
+    added = [t.content for t in ref.get_added_tokens_decoder().values()]
+    tokens = list(dict.fromkeys([*info.special_tokens, *added]))[:256]
+    return list(PROBES) + [f"x{t} {t}y\n{t}{t}" for t in tokens]
 
 
 class Encoder:
@@ -94,7 +96,7 @@ class Encoder:
                 fast = bpe_fast.load(self.info.path, threads, self.info.sha256,
                                      self.info.rank_cache)
                 probe = fast.encode
-            probes = _probes(self.info)
+            probes = _probes(self.info, self.ref)
             ids, lengths = probe(probes)
             ref_ids, ref_len = self._encode_ref_serial(probes)
             if not (np.array_equal(ids, ref_ids) and np.array_equal(lengths, ref_len)):

@@ -12,11 +12,11 @@ for any tokenizer outside that shape.
 Building a table walks the whole vocabulary and merge list in Python (0.3-0.6 s for
 100k tokens). :func:`cached_table` keeps it in ``<cache>/<tokenizer sha256>/``:
 ``ranks.tiktoken`` (one ``base64(token bytes) rank`` line per rank, the format tiktoken
-and gigatoken read), ``lut.npy``, and ``table.json`` (the rest, and the other two files'
-sha256), written last. It is built once per tokenizer and machine; files that fail their
-checksum are rebuilt, and a cache that cannot be written is skipped with a warning. Ids
-never rest on the cache: the encoder checks probe strings at load and a sample of every
-unit against the reference.
+and gigatoken read), ``lut.npy``, and ``table.json`` (the rest, the other two files'
+sha256 and its own), written last. It is built once per tokenizer and machine from the
+bytes whose sha256 names the folder; a table that fails a checksum is rebuilt, and a
+cache that cannot be written is skipped with a warning. Ids never rest on the cache: the
+encoder checks probe strings at load and a sample of every unit against the reference.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from instmix.io.atomic import write_atomic
+from instmix.io.atomic import clean_stale_in, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,13 @@ class RankTable:
     lut: np.ndarray
     file: str | None = None
     _ranks: dict[bytes, int] | None = field(default=None, repr=False)
+    _ranks_data: bytes | None = field(default=None, repr=False)  # the checked file bytes
 
     @property
     def ranks(self) -> dict[bytes, int]:
         if self._ranks is None:
-            with open(self.file, "rb") as f:
-                self._ranks = _parse_ranks(f.read())
+            self._ranks = _parse_ranks(self._ranks_data)
         return self._ranks
-
-    @property
-    def identity(self) -> bool:
-        """Ranks are the ids themselves (no lookup needed)."""
-        return bool(np.array_equal(self.lut, np.arange(len(self.lut))))
 
 
 def byte_decoder() -> dict[str, int]:
@@ -110,6 +105,8 @@ def build(spec: dict) -> RankTable:
         raise Unsupported("not a plain BPE model")
     if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
         raise Unsupported("BPE with subword affixes")
+    if model.get("ignore_merges"):  # whole-word vocabulary lookups before the merges
+        raise Unsupported("BPE with ignore_merges")
     norm = spec.get("normalizer")
     if norm and norm.get("type") != "NFC":
         raise Unsupported(f"normalizer {norm.get('type')}")
@@ -153,26 +150,41 @@ def build(spec: dict) -> RankTable:
     return RankTable(pattern, nfc, plain_rank, lut, _ranks=ranks)
 
 
-def load_spec(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def cached_table(path: str, sha256: str, cache: str | None) -> RankTable:
+def cached_table(path: str, sha256: str, cache: str | None,
+                 need_file: bool = False) -> RankTable:
     """The rank table of the ``tokenizer.json`` at ``path`` (content ``sha256``), from
-    ``cache`` when it holds an intact copy, else built (and stored there when possible)."""
-    if not cache:
-        return build(load_spec(path))
-    folder = os.path.join(os.path.expanduser(cache), sha256)
-    table = _read(folder)
-    if table is not None:
+    ``cache`` when it holds an intact copy, else built (and stored there when possible).
+    ``need_file``: the caller reads the ``.tiktoken`` file, so a cache that is missing or
+    cannot be written raises :class:`Unsupported` (before any building)."""
+    folder = os.path.join(os.path.expanduser(cache), sha256) if cache else None
+    if folder is not None and (table := _read(folder)) is not None:
         return table
-    table = build(load_spec(path))
+    if need_file and (folder is None or not _writable(folder)):
+        raise Unsupported(f"rank cache {folder} cannot be written")
+    with open(path, "rb") as f:
+        data = f.read()
+    if _sha(data) != sha256:
+        raise Unsupported(f"{path} changed since it was loaded")
     try:
-        _write(folder, table)
-    except OSError as e:
-        log.warning("rank table cache %s not written (%s); built in memory", folder, e)
+        table = build(json.loads(data))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise Unsupported(f"unexpected tokenizer.json shape ({type(e).__name__}: {e})") from None
+    if folder is not None:
+        try:
+            _write(folder, table)
+        except OSError as e:
+            log.warning("rank table cache %s not written (%s); built in memory", folder, e)
+            if need_file:
+                raise Unsupported(f"rank cache {folder} cannot be written") from None
     return table
+
+
+def _writable(folder: str) -> bool:
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
 
 
 def _parse_ranks(data: bytes) -> dict[bytes, int]:
@@ -187,24 +199,34 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _meta_sha(meta: dict) -> str:
+    return _sha(json.dumps({k: v for k, v in meta.items() if k != "meta_sha256"},
+                           sort_keys=True).encode())
+
+
 def _read(folder: str) -> RankTable | None:
     """The table in ``folder``, or None when absent, of another version, or damaged."""
     try:
         with open(os.path.join(folder, "table.json"), encoding="utf-8") as f:
             meta = json.load(f)
-        if meta.get("version") != TABLE_VERSION:
+        if not isinstance(meta, dict) or meta.get("version") != TABLE_VERSION:
             return None
         file = os.path.join(folder, "ranks.tiktoken")
         with open(file, "rb") as f:
             ranks = f.read()
         with open(os.path.join(folder, "lut.npy"), "rb") as f:
             lut_bytes = f.read()
-        if _sha(ranks) != meta["ranks_sha256"] or _sha(lut_bytes) != meta["lut_sha256"]:
+        if (meta.get("meta_sha256") != _meta_sha(meta) or _sha(ranks) != meta["ranks_sha256"]
+                or _sha(lut_bytes) != meta["lut_sha256"]):
             log.warning("rank table in %s fails its checksum; building it again", folder)
             return None
         lut = np.load(io.BytesIO(lut_bytes), allow_pickle=False)
-        return RankTable(meta["pattern"], meta["nfc"], meta["plain"], lut, file)
-    except FileNotFoundError:
+        pattern, nfc, plain = meta["pattern"], meta["nfc"], meta["plain"]
+        if not (isinstance(pattern, str) and isinstance(nfc, bool) and isinstance(plain, dict)
+                and lut.dtype == np.uint32 and lut.ndim == 1):
+            raise ValueError("unexpected field types")
+        return RankTable(pattern, nfc, plain, lut, file, _ranks_data=ranks)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("rank table in %s unreadable (%s); building it again", folder, e)
@@ -212,6 +234,8 @@ def _read(folder: str) -> RankTable | None:
 
 
 def _write(folder: str, table: RankTable) -> None:
+    os.makedirs(folder, exist_ok=True)
+    clean_stale_in(folder)  # temporaries of writers that died here
     lines = b"".join(base64.b64encode(b) + b" %d\n" % r for b, r in table.ranks.items())
     buf = io.BytesIO()
     np.save(buf, table.lut, allow_pickle=False)
@@ -220,5 +244,6 @@ def _write(folder: str, table: RankTable) -> None:
     write_atomic(os.path.join(folder, "lut.npy"), lut_bytes)
     meta = {"version": TABLE_VERSION, "pattern": table.pattern, "nfc": table.nfc,
             "plain": table.plain, "ranks_sha256": _sha(lines), "lut_sha256": _sha(lut_bytes)}
+    meta["meta_sha256"] = _meta_sha(meta)
     write_atomic(os.path.join(folder, "table.json"), json.dumps(meta, indent=1))  # last
     table.file = file
