@@ -61,6 +61,10 @@ def test_the_table_is_built_once_and_read_back_equal(tmp_path, monkeypatch):
     assert again.ranks == first.ranks and np.array_equal(again.lut, first.lut)
     assert (again.pattern, again.nfc, again.plain) == (first.pattern, first.nfc, first.plain)
     assert len(first.ranks) > 100_000 and first.plain  # dolma2: its PII placeholders
+    none = ranks.cached_table(info.path, info.sha256, None)  # no cache: built in memory
+    assert none.file is None and none.ranks == first.ranks and np.array_equal(none.lut,
+                                                                             first.lut)
+    assert len(built) == 2
 
 
 @pytest.mark.parametrize("damage", ["ranks.tiktoken", "lut.npy", "table.json"])

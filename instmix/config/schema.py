@@ -47,10 +47,9 @@ def _rank_cache(where: str, value: Any, base_dir: Path) -> str | None:
     if not isinstance(value, str) or not value:
         raise ConfigError(where, "tokenizer.rank_cache",
                           f"expected a folder, or null for none, got {value!r}")
-    path = value
-    if fs.is_url(path):
-        raise ConfigError(where, "tokenizer.rank_cache", f"{path}: expected a local folder")
-    return path if path.startswith("~") else resolve_path(base_dir, path)
+    if fs.is_url(value):
+        raise ConfigError(where, "tokenizer.rank_cache", f"{value}: expected a local folder")
+    return value if value.startswith("~") else resolve_path(base_dir, value)
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,7 @@ class FastBPE:
         return self.lut[ranks], lengths
 
 
-def load(path: str, threads: int = 2, sha256: str | None = None,
-         rank_cache: str | None = None) -> FastBPE:
-    """The encoder of the ``tokenizer.json`` at ``path``; its rank table comes from
-    ``rank_cache`` (see :mod:`instmix.tokenize.ranks`) when ``sha256`` is given."""
-    return FastBPE(cached_table(path, sha256, rank_cache if sha256 else None), threads)
+def load(path: str, sha256: str, threads: int = 2, rank_cache: str | None = None) -> FastBPE:
+    """The encoder of the ``tokenizer.json`` at ``path`` (content ``sha256``), its rank
+    table from ``rank_cache`` (see :mod:`instmix.tokenize.ranks`; None: built here)."""
+    return FastBPE(cached_table(path, sha256, rank_cache), threads)
