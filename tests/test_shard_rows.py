@@ -35,6 +35,7 @@ def test_direct_writer_writes_the_bytes_given(tmp_path, stage, mode):
     assert w.direct == (mode == "direct")
     for c in chunks:
         assert w.write(memoryview(c)) == len(c)
+    assert w.direct == (mode == "direct")  # still: no silent switch while writing
     w.close()
     assert w.closed
     assert path.read_bytes() == b"".join(chunks)

@@ -56,3 +56,31 @@ def test_index_rows_are_what_csv_writes(ids):
     csv.writer(out, lineterminator="\n").writerows(zip(starts, ends, ids, srcs))
     assert csv_rows(starts, ends, ids, srcs) == out.getvalue()
     assert csv_rows([], [], [], []) == ""
+
+
+def test_add_run_hashes_the_run_before_returning_so_its_buffer_can_be_reused(tmp_path,
+                                                                           monkeypatch):
+    import hashlib
+    import threading
+
+    from instmix.format import writer
+    from instmix.format.writer import open_shard
+
+    class LateThread(threading.Thread):  # the hash starts late: only the join makes it right
+        def run(self):
+            threading.Event().wait(0.05)
+            super().run()
+
+    monkeypatch.setattr(writer.threading, "Thread", LateThread)
+    rng = np.random.default_rng(2)
+    runs = [rng.integers(0, 60_000, size=1 << 20).astype(np.uint32) for _ in range(2)]
+    buf = np.empty(1 << 20, np.uint32)  # one buffer, overwritten right after each call
+    shard = open_shard(str(tmp_path), 0, "uint32", with_mask=False)
+    for k, run in enumerate(runs):
+        buf[:] = run
+        shard.add_run(buf, np.array([len(run)]), None, [f"d{k}"], ["s"])
+        buf[:] = 0
+    stats = shard.close()
+    data = b"".join(r.tobytes() for r in runs)
+    assert (tmp_path / "part-00000.npy").read_bytes() == data
+    assert stats.sha256 == hashlib.sha256(data).hexdigest()

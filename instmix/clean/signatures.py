@@ -29,6 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from instmix.config import PairFilters
+from instmix.io.pages import save_npy
 from instmix.sources.kinds import batch_documents
 
 from .decontam import EvalIndex
@@ -193,7 +194,7 @@ def compute(folder: str, docs: Iterable, documents: int, wanted: Wanted, with_pa
                 p, doc_hit=doc_hit, part_hit=hits, labels=np.array(list(labels), dtype=str)))
         if "filters" in todo:
             _save(folder, names["filters"],
-                  lambda p: _npy(p, np.asarray(reasons, dtype=np.int8)))
+                  lambda p: save_npy(p, np.asarray(reasons, dtype=np.int8)))
         if sig is not None:
             sig.flush()
             del sig
@@ -202,11 +203,6 @@ def compute(folder: str, docs: Iterable, documents: int, wanted: Wanted, with_pa
     finally:
         if tmp_sig is not None and os.path.exists(tmp_sig):
             os.remove(tmp_sig)
-
-
-def _npy(path: str, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to a path
-        np.save(f, array)
 
 
 def _savez(path: str, **arrays) -> None:

@@ -22,7 +22,7 @@ import hashlib
 import io
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,7 +118,6 @@ class _Shard:
             self.mask = DirectWriter(base + ".mask")
             self.mask_sha = hashlib.sha256()
         self.dtype = dtype
-        self._hasher: ThreadPoolExecutor | None = None  # hashes a run while it is written
 
     def add(self, tokens: np.ndarray, mask: np.ndarray | None, doc_id: str, src: str) -> None:
         n = len(tokens)
@@ -146,11 +145,13 @@ class _Shard:
         same bytes as :meth:`add` per document, in one write."""
         start = self.stats.tokens
         buf = memoryview(np.ascontiguousarray(tokens, dtype=self.dtype)).cast("B")
-        if self._hasher is None:
-            self._hasher = ThreadPoolExecutor(1, thread_name_prefix="instmix-shard-sha")
-        hashed = self._hasher.submit(self.sha.update, buf)  # sha256 releases the GIL
-        self.tok.write(buf)  # meanwhile: the copy and write release it too
-        hashed.result()  # before returning: the caller may reuse the buffer
+        # sha256 releases the GIL, so it runs beside the write (whose os.write releases it)
+        hasher = threading.Thread(target=self.sha.update, args=(buf,), name="instmix-shard-sha")
+        hasher.start()
+        try:
+            self.tok.write(buf)
+        finally:
+            hasher.join()  # before returning: the caller may reuse the buffer
         if self.mask is not None:
             m = np.ones(len(tokens), dtype=np.bool_) if mask is None else \
                 np.ascontiguousarray(mask)
@@ -180,9 +181,6 @@ class _Shard:
             [self.rel + ".mask"] if self.mask is not None else [])
 
     def close(self) -> ShardStats:
-        if self._hasher is not None:
-            self._hasher.shutdown()
-            self._hasher = None
         self.tok.close()
         self.text.close()  # closes the GzipFile, which leaves its file open
         self.index_file.close()

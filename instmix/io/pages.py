@@ -13,6 +13,8 @@ reported). The bytes on disk are the same either way.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 WRITE_CHUNK = 64 << 10  # bytes per write call
@@ -58,7 +60,21 @@ def open_chunked(path: str) -> ChunkedFile:
     return ChunkedFile(open(path, "wb", buffering=WRITE_CHUNK))
 
 
-def save_npy(path: str, array: np.ndarray) -> None:
-    """``np.save(path, array)`` (the same bytes, at exactly ``path``) in chunked writes."""
+class _Hashed:
+    """A writable file that hashes (sha256) what is written to it."""
+
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.f.write(data)
+
+
+def save_npy(path: str, array: np.ndarray) -> str:
+    """``np.save(path, array)`` (the same bytes, at exactly ``path``) in chunked writes;
+    returns the file's sha256."""
     with open_chunked(path) as f:
-        np.save(f, array)
+        out = _Hashed(f)
+        np.save(out, array)
+    return out.sha.hexdigest()

@@ -44,7 +44,7 @@ from instmix.errors import InputError, InstmixError
 from instmix.io import fs
 from instmix.io.atomic import make_temp_dir, temp_name
 from instmix.io.background import read_ahead
-from instmix.io.hashing import hash_input, sha256_file
+from instmix.io.hashing import hash_input
 from instmix.io.pages import open_chunked, save_npy
 from instmix.sources.kinds import batch_documents
 from instmix.sources.registry import get_kind
@@ -222,20 +222,17 @@ class UnitWriter:
         for f in (self._tok, self._ids, self._mask):
             if f is not None:
                 f.close()
-        save_npy(os.path.join(self.tmp, "offsets.npy"), np.concatenate(self._offsets))
-        id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
-        save_npy(os.path.join(self.tmp, "ids_off.npy"),
-                 np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64))
-        if self._cuts:
-            save_npy(os.path.join(self.tmp, "cuts.npy"), np.concatenate(self._cuts))
-            per_doc = np.bincount(np.concatenate(self._cut_docs), minlength=self.documents)
-            save_npy(os.path.join(self.tmp, "cut_off.npy"),
-                     np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64))
-        composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
         files = {name: h.hexdigest() for name, h in self._sha.items()}
-        for name in ("offsets.npy", "ids_off.npy", "cuts.npy", "cut_off.npy"):
-            if os.path.isfile(os.path.join(self.tmp, name)):
-                files[name] = sha256_file(os.path.join(self.tmp, name))
+        arrays = {"offsets.npy": np.concatenate(self._offsets)}
+        id_lens = np.concatenate(self._id_lens) if self._id_lens else np.zeros(0, np.int64)
+        arrays["ids_off.npy"] = np.concatenate([[0], np.cumsum(id_lens)]).astype(np.int64)
+        if self._cuts:
+            arrays["cuts.npy"] = np.concatenate(self._cuts)
+            per_doc = np.bincount(np.concatenate(self._cut_docs), minlength=self.documents)
+            arrays["cut_off.npy"] = np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64)
+        for name, array in arrays.items():  # hashed as written, not read back
+            files[name] = save_npy(os.path.join(self.tmp, name), array)
+        composition = {k: dict(sorted(v.items())) for k, v in sorted(self.composition.items())}
         meta = asdict(UnitMeta(self.documents, self.tokens, dict(sorted(skipped.items())),
                                backend, self.with_mask, self.loss_tokens, composition,
                                dict(sorted(files.items()))))
